@@ -1,0 +1,104 @@
+"""Every error raisin raises on purpose, and the exit code it maps to.
+
+The CLI turns a :class:`RaisinError` into one or two lines on stderr and an
+exit code; anything else is a bug and shows a traceback only under ``-v``.
+Errors carry their context as attributes (file, line, key path, component)
+so the message always says *where* and *what was expected*.
+
+    RaisinError                      exit 1   the work failed
+    ├── BuildError                   exit 1   a build step failed
+    ├── CheckFailed                  exit 1   --check found a difference / stale lock
+    ├── DamageFound                  exit 1   store verify found damage
+    ├── SandboxUnavailable           exit 1   bubblewrap missing or unusable
+    └── InputError                   exit 2   bad input
+        ├── ManifestError                     raisin.toml invalid
+        ├── LockError                         raisin.lock invalid or inconsistent
+        ├── GraphError                        unknown dependency, cycle
+        ├── SourceError                       ref not found, remote unreachable
+        ├── HashMismatch                      content hash differs from the pin
+        └── UnsafeArchive                     an archive/NAR escapes its directory
+"""
+
+from __future__ import annotations
+
+
+class RaisinError(Exception):
+    """Root of raisin's errors; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        if self.key:
+            where += f"{self.key}: "
+        text = where + self.message
+        if self.hint:
+            text += "\n  " + self.hint
+        return text
+
+
+class BuildError(RaisinError):
+    """A build failed (one or more components)."""
+
+
+class CheckFailed(RaisinError):
+    """A ``--check`` found a difference: stale lock, non-reproducible build."""
+
+
+class DamageFound(RaisinError):
+    """``store verify`` found a path whose content differs from its record."""
+
+
+class SandboxUnavailable(RaisinError):
+    """bubblewrap is missing or cannot create namespaces here."""
+
+
+class InputError(RaisinError):
+    """Bad input: the user must change a file or a flag."""
+
+    exit_code = 2
+
+
+class ManifestError(InputError):
+    """``raisin.toml`` is unreadable or invalid."""
+
+
+class LockError(InputError):
+    """``raisin.lock`` is unreadable, invalid, too new or inconsistent."""
+
+
+class GraphError(InputError):
+    """An unknown dependency or a dependency cycle."""
+
+
+class SourceError(InputError):
+    """A source could not be resolved: ref not found, remote unreachable."""
+
+
+class HashMismatch(InputError):
+    """Fetched or stored content does not have the expected hash."""
+
+
+class UnsafeArchive(InputError):
+    """An archive or NAR would write outside its own directory."""

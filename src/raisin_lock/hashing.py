@@ -1,0 +1,119 @@
+"""Digests in the forms Nix uses: Nix base32, SRI, truncated store digests.
+
+Nix prints hashes in its own base32 alphabet (no e, o, t, u) with the bytes
+taken from the end; store path digests are a SHA-256 XOR-folded to 160 bits,
+i.e. 32 base32 characters. Hashes shown to users are SRI (``sha256-<b64>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+NIX_BASE32_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
+_B32_INDEX = {c: i for i, c in enumerate(NIX_BASE32_ALPHABET)}
+
+
+def nix_base32_encode(data: bytes) -> str:
+    """Encode bytes in Nix's base32 (as ``nix-hash --to-base32`` does)."""
+    length = (len(data) * 8 + 4) // 5
+    out = []
+    for n in range(length - 1, -1, -1):
+        b = n * 5
+        i, j = divmod(b, 8)
+        c = data[i] >> j
+        if i + 1 < len(data):
+            c |= data[i + 1] << (8 - j)
+        out.append(NIX_BASE32_ALPHABET[c & 0x1F])
+    return "".join(out)
+
+
+def nix_base32_decode(text: str) -> bytes:
+    """Inverse of :func:`nix_base32_encode`; raises ValueError on bad input."""
+    size = len(text) * 5 // 8
+    out = bytearray(size)
+    for n, ch in enumerate(reversed(text)):
+        try:
+            digit = _B32_INDEX[ch]
+        except KeyError:
+            raise ValueError(f"invalid Nix base32 character {ch!r}") from None
+        b = n * 5
+        i, j = divmod(b, 8)
+        if i < size:
+            out[i] |= (digit << j) & 0xFF
+        if i + 1 < size:
+            out[i + 1] |= digit >> (8 - j)
+        elif digit >> (8 - j):
+            raise ValueError("invalid Nix base32 string (excess bits)")
+    return bytes(out)
+
+
+def compress_hash(digest: bytes, size: int = 20) -> bytes:
+    """XOR-fold a digest to ``size`` bytes (Nix's ``compressHash``)."""
+    out = bytearray(size)
+    for i, byte in enumerate(digest):
+        out[i % size] ^= byte
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Hash:
+    """A SHA-256 digest. Built from raw bytes; printed as SRI."""
+
+    digest: bytes
+    algo: str = "sha256"
+
+    def __post_init__(self) -> None:
+        if self.algo != "sha256" or len(self.digest) != 32:
+            raise ValueError(f"expected a 32-byte sha256 digest, got {self.algo}/{len(self.digest)}")
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Hash:
+        return cls(hashlib.sha256(data).digest())
+
+    @classmethod
+    def parse(cls, text: str) -> Hash:
+        """Parse SRI (``sha256-b64``), ``sha256:<nix32|hex>`` or bare hex/nix32."""
+        text = text.strip()
+        body = text
+        if text.startswith("sha256-"):
+            try:
+                raw = base64.b64decode(text[7:], validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"invalid SRI hash {text!r}") from exc
+            if len(raw) != 32:
+                raise ValueError(f"invalid SRI hash {text!r}: wrong length")
+            return cls(raw)
+        if text.startswith("sha256:"):
+            body = text[7:]
+        if len(body) == 64:
+            try:
+                return cls(bytes.fromhex(body))
+            except ValueError:
+                pass
+        if len(body) == 52:
+            return cls(nix_base32_decode(body))
+        raise ValueError(f"not a sha256 hash: {text!r} (expected sha256-<base64>)")
+
+    @property
+    def sri(self) -> str:
+        return "sha256-" + base64.b64encode(self.digest).decode()
+
+    @property
+    def hex(self) -> str:
+        return self.digest.hex()
+
+    @property
+    def nix32(self) -> str:
+        return nix_base32_encode(self.digest)
+
+    def __str__(self) -> str:
+        return self.sri
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()
