@@ -1,0 +1,349 @@
+"""Use cases: lock, show, graph, diff (and, built on them, realize).
+
+Functions here take a :class:`Project` and a store, do the work and return
+values; they never print (progress goes through an optional ``report``
+callback). The CLI is the only caller that talks to the user.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError, ManifestError
+from .lockfile import LOCK_NAME, Lock, LockedComponent
+from .manifest import MANIFEST_NAME, ComponentSpec, Manifest, display_path
+
+if TYPE_CHECKING:
+    from .sources import LockedSource
+    from .store.local import Store
+
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Project:
+    """Where things are: the manifest, its lock, the store."""
+
+    dir: Path
+    store_root: Path
+    lock_path: Path
+
+    @classmethod
+    def at(cls, directory: Path, store: str | None = None, lock: str | None = None) -> Project:
+        directory = directory.resolve()
+        env_store = os.environ.get("RAISIN_STORE")
+        root = Path(store or env_store or directory / "store")
+        if not root.is_absolute():
+            root = (Path.cwd() / root) if (store or env_store) else directory / root
+        lock_path = Path(lock).resolve() if lock else directory / LOCK_NAME
+        return cls(dir=directory, store_root=root.resolve() if root.exists() else root, lock_path=lock_path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST_NAME
+
+    def load_manifest(self) -> Manifest:
+        from . import manifest
+
+        return manifest.load(self.manifest_path)
+
+    def store(self, *, create: bool = True) -> Store:
+        from .store.local import Store
+
+        return Store(self.store_root, create=create)
+
+    @property
+    def lock_display(self) -> str:
+        return display_path(self.lock_path)
+
+
+# ------------------------------------------------------------------ lock
+
+
+@dataclass
+class LockResult:
+    lock: Lock
+    written: bool
+    stale: dict[str, str] = field(default_factory=dict)
+    resolved: list[str] = field(default_factory=list)
+
+
+def _steps_for(name: str, spec: ComponentSpec, m: Manifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(expanded steps, declared build-dependency packages)."""
+    if spec.build is not None:
+        return spec.build, spec.build_deps
+    from . import recipe as recipes
+
+    assert spec.recipe is not None
+    try:
+        r = recipes.load(spec.recipe)
+        steps = recipes.expand(r, spec.options)
+    except recipes.RecipeError as exc:
+        raise m.error(f"components.{name}.recipe", str(exc)) from None
+    family = _distro_family()
+    return steps, tuple(dict.fromkeys((*r.build_deps.get(family, ()), *spec.build_deps)))
+
+
+def _distro_family() -> str:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return "debian"
+    ids = ""
+    for line in text.splitlines():
+        if line.startswith(("ID=", "ID_LIKE=")):
+            ids += " " + line.split("=", 1)[1].strip('"')
+    for fam in ("debian", "fedora", "opensuse"):
+        if fam in ids or (fam == "fedora" and ("rhel" in ids or "centos" in ids)) or (fam == "opensuse" and "suse" in ids):
+            return fam
+    return "debian"
+
+
+def _read_old(project: Project) -> Lock | None:
+    from . import lockfile
+
+    if not project.lock_path.exists():
+        return None
+    return lockfile.read(project.lock_path, shown=project.lock_display)
+
+
+def lock(
+    project: Project,
+    *,
+    update: list[str] | None = None,
+    check: bool = False,
+    offline: bool = False,
+    report: Report = _quiet,
+) -> LockResult:
+    """Resolve new or changed components; keep every other pin as it is.
+
+    ``update``: None = only what changed, [] = everything, [names] = those.
+    ``check``: write nothing; return the stale components (and why).
+    """
+    from . import lockfile, toolchain
+    from .sources import FetchContext, resolve
+    from .sources import path as path_source
+
+    m = project.load_manifest()
+    old = _read_old(project)
+    update_all = update is not None and len(update) == 0
+    wanted = set(update or ())
+    for n in sorted(wanted):
+        if n not in m.components:
+            raise InputError(
+                f"unknown component {n!r} (known: {', '.join(sorted(m.components))})", key="--update"
+            )
+    if old is not None and not update_all and old.system == toolchain.system():
+        system, tools = old.system, dict(old.toolchain)
+    else:
+        system, tools = toolchain.system(), (toolchain.probe() if not check else dict(old.toolchain) if old else {})
+    old_bad = old.inconsistent() if old is not None else {}
+    decls = {name: spec.fingerprint() for name, spec in m.components.items()}
+    if old is None or any(n not in old.components or old.components[n].decl != d for n, d in decls.items()):
+        from . import graph
+
+        graph.build(m)  # dependency cycles are errors
+    store = project.store(create=not check)
+    ctx = FetchContext(store=store, base_dir=project.dir, offline=offline, file=m.display)
+
+    reasons: dict[str, str] = {}
+    for name, spec in sorted(m.components.items()):
+        prev = old.components.get(name) if old else None
+        if prev is None:
+            reasons[name] = "not in the lock"
+        elif update_all or name in wanted:
+            reasons[name] = "update requested"
+        elif prev.decl != decls[name]:
+            reasons[name] = f"changed in {MANIFEST_NAME}"
+        elif name in old_bad:
+            reasons[name] = f"inconsistent: {old_bad[name]}"
+        elif spec.source.kind == "path":
+            ctx.key = f"components.{name}.source.path"
+            assert spec.source.path is not None
+            if path_source.current_hash(spec.source.path, ctx) != prev.source.nar_hash:
+                reasons[name] = "source directory changed"
+    removed = sorted(set(old.components) - set(m.components)) if old else []
+    if check:
+        stale = dict(reasons)
+        for n in removed:
+            stale[n] = f"no longer in {MANIFEST_NAME}"
+        if old is None:
+            stale = {n: "no raisin.lock" for n in m.components} or {"(lock)": "no raisin.lock"}
+        return LockResult(lock=old or Lock(system, tools), written=False, stale=stale)
+
+    if not reasons and not removed and old is not None and not old_bad:
+        return LockResult(lock=old, written=False)
+
+    build_dep_names: dict[str, tuple[str, ...]] = {}
+    pending: dict[str, tuple[LockedSource, str, tuple[str, ...], tuple[str, ...]]] = {}
+    for name in sorted(reasons):
+        spec = m.components[name]
+        ctx.component, ctx.key = name, f"components.{name}.source"
+        report(f"resolving {name} ({_describe_source(spec)})")
+        src = resolve(spec.source, ctx)
+        version = spec.version or src.version_hint or "local"
+        steps, bdeps = _steps_for(name, spec, m)
+        build_dep_names[name] = bdeps
+        pending[name] = (src, version, steps, bdeps)
+    all_bdeps = sorted({p for names in build_dep_names.values() for p in names})
+    versions = toolchain.package_versions(all_bdeps) if all_bdeps else {}
+
+    comps: dict[str, LockedComponent] = {}
+    from .hashing import Hash
+
+    placeholder = Hash(b"\0" * 32)
+    for name, spec in m.components.items():
+        if name in pending:
+            src, version, steps, bdeps = pending[name]
+            comps[name] = LockedComponent(
+                name=name,
+                version=version,
+                source=src,
+                steps=steps,
+                env=tuple(sorted(spec.env.items())),
+                deps=tuple(sorted(spec.deps)),
+                build_deps=tuple(sorted((p, versions.get(p, "not installed")) for p in bdeps)),
+                decl=decls[name],
+                out=_placeholder_out(),
+                drv=placeholder,
+                recipe=spec.recipe,
+            )
+        else:
+            assert old is not None
+            comps[name] = old.components[name]
+    new = Lock(system=system, toolchain=tools, components=comps)
+    for name, drv in new.derivations().items():
+        c = comps[name]
+        comps[name] = LockedComponent(**{**c.__dict__, "out": drv.out, "drv": drv.hash()})
+    written = lockfile.write(project.lock_path, new)
+    return LockResult(lock=new, written=written, resolved=sorted(pending), stale=reasons)
+
+
+def _placeholder_out():  # type: ignore[no-untyped-def]
+    from .store_path import StorePath
+
+    return StorePath("0" * 32, "placeholder")
+
+
+def _describe_source(spec: ComponentSpec) -> str:
+    s = spec.source
+    if s.kind == "git":
+        return f"git {s.git} {s.ref or 'HEAD'}"
+    if s.kind == "path":
+        return f"path {s.path}"
+    if s.kind == "url":
+        return f"url {s.url}"
+    return f"debian {s.debian} {s.version}"
+
+
+def load_lock(project: Project, *, require_manifest_match: bool = False) -> Lock:
+    """Read and check the lock (an inconsistent lock is an input error)."""
+    from . import lockfile
+
+    lk = lockfile.read(project.lock_path, shown=project.lock_display)
+    lockfile.check_consistent(lk, project.lock_display)
+    return lk
+
+
+# ------------------------------------------------------------------ show / graph / diff
+
+
+def show(project: Project, name: str | None = None) -> dict[str, Any]:
+    lk = load_lock(project)
+    if name is not None and name not in lk.components:
+        raise InputError(f"unknown component {name!r} (known: {', '.join(sorted(lk.components))})")
+    store = project.store(create=False)
+    names = [name] if name else sorted(lk.components)
+    valid = store.valid_subset([lk.components[n].out for n in names])
+    result: dict[str, Any] = {}
+    for n in names:
+        c = lk.components[n]
+        result[n] = {
+            "version": c.version,
+            "source": c.source.kind,
+            "url": c.source.url or c.source.path or c.source.debian,
+            "ref": c.source.ref,
+            "rev": c.source.rev,
+            "nar_hash": c.source.nar_hash.sri,
+            "out": str(store.host_path(c.out)),
+            "built": c.out in valid,
+            "deps": list(c.deps),
+        }
+    return {"components": result}
+
+
+def graph_data(project: Project) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, Any]]]:
+    lk = load_lock(project)
+    edges = {n: c.deps for n, c in lk.components.items()}
+    extra = {n: {"version": c.version, "out": c.out.base} for n, c in lk.components.items()}
+    return edges, extra
+
+
+@dataclass
+class ComponentDiff:
+    name: str
+    changes: list[tuple[str, str, str]]
+    log: list[str] | None = None
+
+
+def diff(project: Project, old_path: Path, new_path: Path | None) -> tuple[list[str], list[str], list[ComponentDiff]]:
+    from . import lockfile
+    from .sources import FetchContext
+    from .sources import git as git_source
+
+    old = lockfile.read(old_path, shown=display_path(old_path))
+    new_p = new_path or project.lock_path
+    new = lockfile.read(new_p, shown=display_path(new_p))
+    added = sorted(set(new.components) - set(old.components))
+    removed = sorted(set(old.components) - set(new.components))
+    changed: list[ComponentDiff] = []
+    ctx = FetchContext(store=project.store(create=False), base_dir=project.dir)
+    for n in sorted(set(old.components) & set(new.components)):
+        a, b = old.components[n], new.components[n]
+        ch: list[tuple[str, str, str]] = []
+        sa, sb = a.source, b.source
+        for label, x, y in (
+            ("version", a.version, b.version),
+            ("source", sa.url or sa.path or sa.debian or "", sb.url or sb.path or sb.debian or ""),
+            ("ref", sa.ref or "", sb.ref or ""),
+            ("rev", sa.rev or "", sb.rev or ""),
+            ("nar_hash", sa.nar_hash.sri, sb.nar_hash.sri),
+            ("build", "\n".join(a.steps), "\n".join(b.steps)),
+            ("env", repr(dict(a.env)), repr(dict(b.env))),
+            ("deps", ", ".join(a.deps), ", ".join(b.deps)),
+            ("out", a.out.base, b.out.base),
+        ):
+            if x != y:
+                ch.append((label, x, y))
+        if ch:
+            log = None
+            if sa.kind == sb.kind == "git" and sa.url == sb.url and sa.rev and sb.rev and sa.rev != sb.rev:
+                assert sa.url is not None
+                log = git_source.log_between(ctx, sa.url, sa.rev, sb.rev)
+            changed.append(ComponentDiff(n, ch, log))
+    return added, removed, changed
+
+
+def init_manifest(project: Project, template: str) -> Path:
+    from importlib import resources
+
+    path = project.manifest_path
+    if path.exists():
+        raise ManifestError("already exists; not overwriting", file=display_path(path))
+    res = resources.files("raisin_lock.templates").joinpath(f"{template}.toml")
+    if not res.is_file():
+        names = sorted(p.name[:-5] for p in resources.files("raisin_lock.templates").iterdir() if p.name.endswith(".toml"))
+        raise InputError(f"unknown template {template!r} (available: {', '.join(names)})", key="--template")
+    project.dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(res.read_text())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,39 @@
+"""raisin diff OLD.lock [NEW.lock]: what changed, component by component."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("diff", help="compare two locks")
+    p.add_argument("old")
+    p.add_argument("new", nargs="?")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import diff
+
+    added, removed, changed = diff(ctx.project, Path(args.old), Path(args.new) if args.new else None)
+    for n in added:
+        ctx.out(f"+ {n}")
+    for n in removed:
+        ctx.out(f"- {n}")
+    for c in changed:
+        ctx.out(f"~ {c.name}")
+        for field, a, b in c.changes:
+            if field == "build" or "\n" in a or "\n" in b:
+                ctx.out(f"    {field} changed")
+            else:
+                ctx.out(f"    {field}: {a or '(none)'} -> {b or '(none)'}")
+        if c.log:
+            ctx.out("    log:")
+            for line in c.log:
+                ctx.out(f"      {line}")
+    if not (added or removed or changed):
+        ctx.info("no differences")
+    return 0

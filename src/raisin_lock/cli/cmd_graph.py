@@ -1,0 +1,26 @@
+"""raisin graph [--format dot|json]: the dependency graph of the lock."""
+
+from __future__ import annotations
+
+import argparse
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("graph", help="dependency graph (dot or json)")
+    p.add_argument("--format", choices=["dot", "json"], default="dot")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from .. import graph
+    from ..api import graph_data
+
+    edges, extra = graph_data(ctx.project)
+    if args.format == "dot":
+        labels = {n: f"{n} {e['version']}" for n, e in extra.items()}
+        ctx.out(graph.to_dot(edges, labels).rstrip("\n"))
+    else:
+        ctx.out(graph.to_json(edges, extra).rstrip("\n"))
+    return 0

@@ -1,0 +1,21 @@
+"""raisin init [--template NAME]: write a commented starter raisin.toml."""
+
+from __future__ import annotations
+
+import argparse
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("init", help="write a starter raisin.toml")
+    p.add_argument("--template", default="starter", help="starter (default)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import init_manifest
+
+    path = init_manifest(ctx.project, args.template)
+    ctx.info(f"wrote {path}; edit it, then run `raisin lock`")
+    return 0

@@ -1,0 +1,38 @@
+"""raisin lock [--update [NAME...]] [--check] [--offline]."""
+
+from __future__ import annotations
+
+import argparse
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("lock", help="resolve raisin.toml into raisin.lock")
+    p.add_argument("--update", nargs="*", metavar="NAME", default=None, help="re-resolve these (or all)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the lock is stale")
+    p.add_argument("--offline", action="store_true", help="use only local mirrors")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import lock
+
+    res = lock(ctx.project, update=args.update, check=args.check, offline=args.offline, report=ctx.info)
+    if args.check:
+        if res.stale:
+            ctx.out(f"{ctx.project.lock_display} is stale:")
+            for name, why in sorted(res.stale.items()):
+                ctx.out(f"  {name}: {why}")
+            return 1
+        ctx.info(f"{ctx.project.lock_display} is up to date")
+        return 0
+    for name in res.resolved:
+        c = res.lock.components[name]
+        pin = c.source.rev[:12] if c.source.rev else c.source.nar_hash.sri[:20]
+        ctx.info(f"locked {name} {c.version} ({pin})")
+    if res.written:
+        ctx.info(f"wrote {ctx.project.lock_display} ({len(res.lock.components)} components)")
+    else:
+        ctx.info(f"{ctx.project.lock_display} unchanged")
+    return 0

@@ -1,0 +1,40 @@
+"""raisin show [NAME] [--json]: pins, hashes, output paths, built or not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("show", help="pins, hashes, out paths, built or not")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import show
+
+    data = show(ctx.project, args.name)
+    if args.json:
+        slim = {
+            n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")} | {"version": c["version"]}
+            for n, c in data["components"].items()
+        }
+        ctx.out(json.dumps({"components": slim}, indent=2, sort_keys=True))
+        return 0
+    for name, c in data["components"].items():
+        mark = "built" if c["built"] else "not built"
+        ctx.out(f"{name} {c['version']}  [{mark}]")
+        where = c["url"] + (f" {c['ref']}" if c["ref"] else "")
+        ctx.out(f"  source   {c['source']} {where}")
+        if c["rev"]:
+            ctx.out(f"  rev      {c['rev']}")
+        ctx.out(f"  nar_hash {c['nar_hash']}")
+        ctx.out(f"  out      {c['out']}")
+        if c["deps"]:
+            ctx.out(f"  deps     {', '.join(c['deps'])}")
+    return 0

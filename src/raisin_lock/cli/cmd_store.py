@@ -1,0 +1,76 @@
+"""raisin store verify [--repair] | optimise | dump PATH | hash PATH."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("store", help="store maintenance and NAR tools")
+    s = p.add_subparsers(dest="store_cmd", metavar="SUBCOMMAND")
+    s.required = True
+    d = s.add_parser("dump", help="write the NAR of PATH to stdout")
+    d.add_argument("path")
+    d.set_defaults(run=run_dump)
+    h = s.add_parser("hash", help="print the SRI NAR hash of PATH")
+    h.add_argument("path")
+    h.add_argument("--base32", action="store_true", help="print sha256:<nix base32> instead")
+    h.set_defaults(run=run_hash)
+    v = s.add_parser("verify", help="rehash every valid path; exit 1 on damage")
+    v.add_argument("--repair", action="store_true")
+    v.set_defaults(run=run_verify)
+
+
+def _check_path(path: str) -> None:
+    import os
+
+    from ..errors import InputError
+
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: no such file or directory")
+
+
+def run_dump(args: argparse.Namespace, ctx: Context) -> int:
+    from ..nar import dump
+
+    _check_path(args.path)
+    out = sys.stdout.buffer
+    try:
+        dump(args.path, out.write)
+    except ValueError as exc:
+        from ..errors import InputError
+
+        raise InputError(str(exc)) from None
+    out.flush()
+    return 0
+
+
+def run_hash(args: argparse.Namespace, ctx: Context) -> int:
+    from ..nar import hash_path
+
+    _check_path(args.path)
+    try:
+        h, _size = hash_path(args.path)
+    except ValueError as exc:
+        from ..errors import InputError
+
+        raise InputError(str(exc)) from None
+    ctx.out(f"sha256:{h.nix32}" if args.base32 else h.sri)
+    return 0
+
+
+def run_verify(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import verify_store
+
+    damaged, repaired = verify_store(ctx.project, repair=args.repair, report=ctx.info)
+    for d in damaged:
+        ctx.out(f"damaged: {d}")
+    if repaired:
+        ctx.info(f"repaired {len(repaired)} path(s)")
+    if damaged and len(repaired) < len(damaged):
+        return 1
+    ctx.info("store is consistent" if not damaged else "all damage repaired")
+    return 0

@@ -1,0 +1,27 @@
+"""What every command gets: the project, verbosity, and how to print."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..api import Project
+
+
+@dataclass
+class Context:
+    project: Project
+    verbose: int = 0
+    quiet: bool = False
+
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def warn(self, msg: str) -> None:
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+    def out(self, msg: str = "") -> None:
+        print(msg, flush=True)

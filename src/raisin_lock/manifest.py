@@ -1,0 +1,335 @@
+"""The manifest, ``raisin.toml``: what the user wants built.
+
+Components (each with one source, a version, dependencies, an environment and
+either inline ``build`` steps or a built-in ``recipe`` with ``options``),
+named ``[profiles.*]`` and an optional ``[cache]`` table. It is read with
+tomlkit (so line numbers are known for syntax errors) into strict pydantic
+models (unknown keys are errors), and every problem becomes one
+:class:`~raisin_lock.errors.ManifestError` naming the file, line where known,
+the key path and what was expected.
+
+Schema history: v1 (this one) — the shape of CONTRACT.md "Manifest essentials".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ManifestError
+
+MANIFEST_NAME = "raisin.toml"
+_COMPONENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = {"out", "src", "PATH", "HOME", "TMPDIR", "TZ", "LC_ALL", "SOURCE_DATE_EPOCH"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceSpec(_Strict):
+    """Where a component's source comes from: exactly one of git, path, url, debian."""
+
+    git: str | None = None
+    ref: str | None = None
+    path: str | None = None
+    url: str | None = None
+    hash: str | None = None
+    debian: str | None = None
+    version: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSpec:
+        kinds = [k for k in ("git", "path", "url", "debian") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"expected exactly one of git, path, url, debian (found {found})")
+        kind = kinds[0]
+        if self.ref is not None and kind != "git":
+            raise ValueError("'ref' goes with 'git'")
+        if self.hash is not None and kind != "url":
+            raise ValueError("'hash' goes with 'url'")
+        if self.version is not None and kind != "debian":
+            raise ValueError("'version' goes with 'debian' (a component's version is components.NAME.version)")
+        if kind == "debian" and self.version is None:
+            raise ValueError("a debian source needs 'version' (e.g. \"1.16.2-1\")")
+        for key in ("git", "ref", "path", "url", "debian"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ValueError(f"'{key}' is empty")
+        if self.hash is not None:
+            from .hashing import Hash
+
+            try:
+                Hash.parse(self.hash)
+            except ValueError as exc:
+                raise ValueError(f"'hash': {exc}") from None
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("git", "path", "url", "debian"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated source without kind")
+
+
+class ComponentSpec(_Strict):
+    """One component as the user wrote it."""
+
+    source: SourceSpec
+    version: str | None = None
+    deps: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    build: tuple[str, ...] | None = None
+    recipe: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    build_deps: tuple[str, ...] = Field(default=(), alias="build-deps")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME_RE.match(name):
+                raise ValueError(f"invalid environment variable name {name!r}")
+            if name in RESERVED_ENV:
+                raise ValueError(f"{name!r} is set by raisin and cannot be overridden")
+        return env
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9+._~\-]*$", v):
+            raise ValueError(f"invalid version {v!r} (letters, digits and + . _ ~ - only)")
+        return v
+
+    @model_validator(mode="after")
+    def _build_or_recipe(self) -> ComponentSpec:
+        if (self.build is None) == (self.recipe is None):
+            raise ValueError("expected exactly one of 'build' (shell steps) or 'recipe' (a built-in name)")
+        if self.options and self.recipe is None:
+            raise ValueError("'options' goes with 'recipe'")
+        if len(set(self.deps)) != len(self.deps):
+            raise ValueError("'deps' lists a component twice")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of the declaration: unchanged fingerprint = keep the pin."""
+        data = self.model_dump(mode="json", by_alias=True)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return "sha256-" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ProfileSpec(_Strict):
+    components: tuple[str, ...]
+
+
+class CacheSpec(_Strict):
+    substituters: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = Field(default=(), alias="trusted-keys")
+
+
+class ManifestModel(_Strict):
+    components: dict[str, ComponentSpec] = Field(default_factory=dict)
+    profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+
+    @field_validator("components")
+    @classmethod
+    def _names(cls, comps: dict[str, ComponentSpec]) -> dict[str, ComponentSpec]:
+        for name in comps:
+            if not _COMPONENT_NAME_RE.match(name):
+                raise ValueError(f"invalid component name {name!r} (letters, digits, - _ + .)")
+        return comps
+
+
+class Manifest:
+    """A parsed, validated ``raisin.toml`` and where it lives."""
+
+    def __init__(self, path: Path, model: ManifestModel, text: str) -> None:
+        self.path = path
+        self.dir = path.parent
+        self.model = model
+        self.text = text
+
+    @property
+    def components(self) -> dict[str, ComponentSpec]:
+        return self.model.components
+
+    @property
+    def profiles(self) -> dict[str, ProfileSpec]:
+        if self.model.profiles:
+            return self.model.profiles
+        return {"default": ProfileSpec(components=tuple(sorted(self.components)))}
+
+    def error(self, key: str, message: str) -> ManifestError:
+        return ManifestError(message, file=self.display, line=locate(self.text, key), key=key)
+
+    @property
+    def display(self) -> str:
+        return display_path(self.path)
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load(path: Path) -> Manifest:
+    """Read and validate a manifest; raise ManifestError on any problem."""
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            "no such file", file=shown, hint="run `raisin init` to write a starter manifest"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read: {exc}", file=shown) from exc
+    try:
+        doc = tomlkit.parse(text).unwrap()
+    except ParseError as exc:
+        msg = str(exc)
+        msg = re.sub(r" at line \d+ col \d+$", "", msg)
+        raise ManifestError(
+            f"invalid TOML: {msg} (column {exc.col})", file=shown, line=exc.line
+        ) from None
+    try:
+        model = ManifestModel.model_validate(doc)
+    except ValidationError as exc:
+        raise _translate(exc, shown, text) from None
+    manifest = Manifest(path, model, text)
+    _check_references(manifest)
+    return manifest
+
+
+def _check_references(m: Manifest) -> None:
+    names = m.components
+    for cname, spec in names.items():
+        for dep in spec.deps:
+            if dep not in names:
+                raise m.error(
+                    f"components.{cname}.deps",
+                    f"unknown dependency {dep!r} (known: {', '.join(sorted(names))})",
+                )
+    for pname, prof in m.model.profiles.items():
+        for c in prof.components:
+            if c not in names:
+                raise m.error(
+                    f"profiles.{pname}.components",
+                    f"unknown component {c!r} (known: {', '.join(sorted(names)) or 'none'})",
+                )
+
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "int_type": "an integer",
+    "bool_type": "a boolean",
+}
+
+
+def _describe(value: Any) -> str:
+    kinds = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
+    kind = kinds.get(type(value), type(value).__name__)
+    shown = json.dumps(value, default=str)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{kind} {shown}"
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Which model a location's parent is, to list allowed keys."""
+    parts = [p for p in loc if isinstance(p, str)]
+    if not parts:
+        return ManifestModel
+    if parts[0] == "components":
+        if len(parts) == 2:
+            return ComponentSpec
+        if len(parts) == 3 and parts[2] == "source":
+            return SourceSpec
+        return None
+    if parts[0] == "profiles" and len(parts) == 2:
+        return ProfileSpec
+    if parts[0] == "cache" and len(parts) == 1:
+        return CacheSpec
+    return None
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _translate(exc: ValidationError, shown: str, text: str) -> ManifestError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent, bad = loc[:-1], loc[-1]
+        model = _model_for(parent)
+        expected = f" (expected one of: {', '.join(_allowed_keys(model))})" if model else ""
+        key = ".".join(str(p) for p in parent) or "(top level)"
+        return ManifestError(
+            f"unknown key {bad!r}{expected}", file=shown, line=locate(text, ".".join(map(str, loc))), key=key
+        )
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    line = locate(text, key)
+    if kind == "missing":
+        return ManifestError("missing required key", file=shown, line=line, key=key)
+    if kind in _TYPE_WORDS:
+        return ManifestError(
+            f"expected {_TYPE_WORDS[kind]}, found {_describe(err.get('input'))}", file=shown, line=line, key=key
+        )
+    msg = err["msg"]
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    return ManifestError(msg, file=shown, line=line, key=key)
+
+
+_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-.]+)\s*=""")
+
+
+def _split_key(key: str) -> list[str]:
+    parts = []
+    for m in re.finditer(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', key):
+        parts.append(m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3))
+    return parts
+
+
+def locate(text: str, key: str) -> int | None:
+    """Best-effort line number (1-based) of a dotted key path in TOML text."""
+    want = _split_key(key)
+    table: list[str] = []
+    best: tuple[int, int] | None = None  # (matched length, line)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER_RE.match(line)
+        if m:
+            table = _split_key(m.group(1))
+            full = table
+        else:
+            k = _KEY_RE.match(line)
+            if not k:
+                continue
+            full = table + _split_key(k.group(1))
+        n = 0
+        while n < min(len(full), len(want)) and full[n] == want[n]:
+            n += 1
+        if n > 0 and n in (len(full), len(want)) and (best is None or n > best[0]):
+            best = (n, lineno)
+            if n == len(want):
+                break
+    return best[1] if best else None

@@ -1,0 +1,91 @@
+"""Local directory sources: hashed as they are, ``.git`` left out.
+
+This is how a developer points one component at a checkout with a patch in
+it: every ``raisin lock`` rehashes the directory, so an edit shows up as a
+new pin (and a new output path for it and its dependents).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import HashMismatch, SourceError
+from ..nar import hash_path
+from . import DEFAULT_DATE, FetchContext, LockedSource, make_label, source_store_path
+
+IGNORED = {".git"}
+
+
+def _dir(spec_path: str, ctx: FetchContext) -> Path:
+    p = Path(spec_path)
+    if not p.is_absolute():
+        p = ctx.base_dir / p
+    if not p.is_dir():
+        raise SourceError(
+            f"expected a directory, found {'a file' if p.exists() else 'nothing'} at {p}",
+            file=ctx.file,
+            key=ctx.key,
+        )
+    return p
+
+
+def _hash(p: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
+    if any((p / name).exists() or (p / name).is_symlink() for name in IGNORED):
+        with ctx.store.tmpdir("path-src") as tmp:
+            copy = tmp / "src"
+            _copy(p, copy)
+            return hash_path(copy)[0]
+    return hash_path(p)[0]
+
+
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=True, ignore=lambda d, names: [n for n in names if n in IGNORED])
+
+
+def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped-def]
+    assert spec.path is not None
+    p = _dir(spec.path, ctx)
+    nar_hash = _hash(p, ctx)
+    locked = LockedSource(
+        kind="path", nar_hash=nar_hash, date=DEFAULT_DATE, label=make_label(str(p.resolve())), path=spec.path
+    )
+    _add(p, locked, ctx)
+    return locked
+
+
+def current_hash(spec_path: str, ctx: FetchContext):  # type: ignore[no-untyped-def]
+    """The hash the directory has now (for staleness checks)."""
+    return _hash(_dir(spec_path, ctx), ctx)
+
+
+def _add(p: Path, locked: LockedSource, ctx: FetchContext) -> None:
+    sp = locked.store_path
+    if ctx.store.is_valid(sp):
+        return
+    with ctx.store.tmpdir("path-src") as tmp:
+        copy = tmp / "src"
+        _copy(p, copy)
+        info = ctx.store.add_tree(copy, sp.name, expected=locked.nar_hash)
+    if info.path != sp:
+        raise AssertionError(f"source path {info.path} != {sp}")
+
+
+def materialize(src: LockedSource, ctx: FetchContext) -> None:
+    assert src.path is not None
+    p = _dir(src.path, ctx)
+    with ctx.store.tmpdir("path-src") as tmp:
+        copy = tmp / "src"
+        _copy(p, copy)
+        actual = hash_path(copy)[0]
+        if actual != src.nar_hash:
+            raise HashMismatch(
+                f"source {os.fspath(p)} changed since it was locked: expected {src.nar_hash.sri}, "
+                f"found {actual.sri}",
+                file=ctx.file,
+                key=ctx.key,
+                hint=f"run `raisin lock` to pin the new content of {ctx.component}",
+            )
+        ctx.store.add_tree(copy, src.store_path.name, expected=src.nar_hash)
+    _ = source_store_path

@@ -1,0 +1,1 @@
+"""Starter manifests written by ``raisin init --template NAME``."""
