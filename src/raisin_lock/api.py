@@ -347,3 +347,138 @@ def init_manifest(project: Project, template: str) -> Path:
     tmp.write_text(res.read_text())
     os.replace(tmp, path)
     return path
+
+
+# ------------------------------------------------------------------ realize
+
+
+def _decls_changed(project: Project, lk: Lock | None) -> bool:
+    if lk is None:
+        return True
+    m = project.load_manifest()
+    if set(m.components) != set(lk.components):
+        return True
+    return any(lk.components[n].decl != spec.fingerprint() for n, spec in m.components.items())
+
+
+def select_sandbox(mode: str) -> str:
+    """'auto'/'bwrap' -> 'bwrap' if it works here (else SandboxUnavailable); 'none' -> 'none'."""
+    if mode == "none":
+        return "none"
+    from .build.sandbox import check_sandbox
+
+    check_sandbox()
+    return "bwrap"
+
+
+def realize(
+    project: Project,
+    names: list[str] | None = None,
+    *,
+    jobs: int | None = None,
+    keep_going: bool = False,
+    check: bool = False,
+    sandbox: str = "auto",
+    offline: bool = False,
+    lock_file: Path | None = None,
+    events: Any = None,
+    report: Report = _quiet,
+) -> Any:
+    """Build what the lock says into the store; return a scheduler RealizeResult."""
+    from . import lockfile
+    from .build.scheduler import Events, Scheduler
+    from .sources import FetchContext
+
+    if lock_file is not None:
+        shown = display_path(lock_file)
+        lk = lockfile.read(lock_file, shown=shown)
+        lockfile.check_consistent(lk, shown)
+        base_dir = lock_file.resolve().parent
+    else:
+        current = _read_old(project) if project.lock_path.exists() else None
+        if current is None or (project.manifest_path.exists() and _decls_changed(project, current)):
+            if not project.manifest_path.exists():
+                raise ManifestError("no such file (and no lock to build from)", file=display_path(project.manifest_path))
+            report(f"{project.lock_display} is missing or out of date; locking first")
+            lock(project, offline=offline, report=report)
+        lk = load_lock(project)
+        base_dir = project.dir
+    selected = list(names) if names else sorted(lk.components)
+    for n in selected:
+        if n not in lk.components:
+            raise InputError(f"unknown component {n!r} (known: {', '.join(sorted(lk.components))})")
+    store = project.store()
+    ctx = FetchContext(store=store, base_dir=base_dir, offline=offline, file=display_path(lock_file or project.lock_path))
+    sched = Scheduler(
+        store=store,
+        lock=lk,
+        fetch=ctx,
+        jobs=max(1, jobs or os.cpu_count() or 1),
+        sandbox="none",
+        keep_going=keep_going,
+        events=events or Events(),
+    )
+    _order, valid = sched.plan(selected)
+    if not check and len(valid) == len(_order):
+        from .build.scheduler import RealizeResult
+
+        return RealizeResult(already_valid=valid)
+    sched.sandbox = select_sandbox(sandbox)  # type: ignore[assignment]
+    if sched.sandbox == "none":
+        sched.events.warn("building without a sandbox (--sandbox none): outputs are marked unsandboxed")
+    store.cleanup()
+    from . import toolchain
+
+    for line in toolchain.differences(lk.toolchain, toolchain.probe()):
+        sched.events.warn(f"toolchain differs from the lock's record: {line}")
+    try:
+        return sched.check(selected) if check else sched.realize(selected)
+    finally:
+        sched.events.close()
+
+
+def build_log(project: Project, name: str) -> Path:
+    lk = load_lock(project)
+    if name not in lk.components:
+        raise InputError(f"unknown component {name!r} (known: {', '.join(sorted(lk.components))})")
+    store = project.store(create=False)
+    path = store.log_path(lk.components[name].out)
+    if not path.exists():
+        raise InputError(f"no build log for {name} (it has not been built in {store.root})")
+    return path
+
+
+def verify_store(project: Project, *, repair: bool = False, report: Report = _quiet) -> tuple[list[Any], list[Any]]:
+    """Rehash every valid path; with ``repair``, rebuild or refetch the damaged ones."""
+    store = project.store(create=False)
+    damaged = store.verify()
+    repaired: list[Any] = []
+    if damaged and repair:
+        repaired = _repair(project, store, damaged, report)
+    return damaged, repaired
+
+
+def _repair(project: Project, store: Store, damaged: list[Any], report: Report) -> list[Any]:
+    from .build.scheduler import Scheduler
+    from .sources import FetchContext, materialize
+
+    lk = load_lock(project) if project.lock_path.exists() else None
+    by_out = {c.out: n for n, c in lk.components.items()} if lk else {}
+    by_src = {c.source.store_path: c for c in lk.components.values()} if lk else {}
+    fixed = []
+    bad_paths = [d.path for d in damaged]
+    # Dependents first would be wrong: delete every damaged path (with its referrers' registration
+    # untouched is impossible), so repair = invalidate + rebuild from the lock.
+    store.invalidate(bad_paths)
+    ctx = FetchContext(store=store, base_dir=project.dir)
+    for d in damaged:
+        if d.path in by_src:
+            report(f"refetching {d.path.base}")
+            materialize(by_src[d.path].source, ctx)
+            fixed.append(d)
+    todo = [by_out[d.path] for d in damaged if d.path in by_out]
+    if todo and lk is not None:
+        sched = Scheduler(store=store, lock=lk, fetch=ctx, jobs=os.cpu_count() or 1, sandbox=select_sandbox("auto"))  # type: ignore[arg-type]
+        res = sched.realize(todo)
+        fixed += [d for d in damaged if by_out.get(d.path) in res.built]
+    return fixed

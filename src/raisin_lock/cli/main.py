@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["init", "lock", "show", "graph", "diff", "store"]
+COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store"]
 
 
 class _Parser(argparse.ArgumentParser):

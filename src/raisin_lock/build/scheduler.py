@@ -1,0 +1,377 @@
+"""The scheduler: realize a lock's graph, each build as soon as its inputs are valid.
+
+Up to ``jobs`` builds run at once, and every build's ``make`` shares one GNU
+make jobserver of ``jobs`` tokens (each running build holds one), so two
+concurrent builds never oversubscribe the cores. A build holds its output's
+store lock from "is it valid?" to registration, so two raisin processes on
+one store build each path once: the second finds it valid when it gets the
+lock. ``--check`` rebuilds valid paths into a scratch directory mounted at
+the same virtual path and compares NAR hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ..derivation import Derivation, dep_var
+from ..errors import BuildError, InputError, RaisinError
+
+if TYPE_CHECKING:
+    from ..lockfile import Lock
+    from ..sources import FetchContext
+    from ..store.local import Store
+    from ..store_path import StorePath
+
+SandboxMode = Literal["bwrap", "none"]
+
+
+class Events:
+    """Progress callbacks; the CLI subclasses this to print or draw."""
+
+    def planned(self, names: list[str]) -> None: ...
+    def started(self, name: str, what: str) -> None: ...
+    def finished(self, name: str, ok: bool, seconds: float, log: Path | None, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Failure:
+    name: str
+    reason: str
+    log: Path | None = None
+
+
+@dataclass
+class RealizeResult:
+    built: list[str] = field(default_factory=list)
+    already_valid: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    not_reproducible: dict[str, list[str]] = field(default_factory=dict)
+    check_summary: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.not_reproducible
+
+
+@dataclass
+class Scheduler:
+    store: Store
+    lock: Lock
+    fetch: FetchContext
+    jobs: int
+    sandbox: SandboxMode
+    keep_going: bool = False
+    events: Events = field(default_factory=Events)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.drvs: dict[str, Derivation] = self.lock.derivations()
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """(closure in build order, the ones already valid)."""
+        order = self.lock.closure(names)
+        valid = self.store.valid_subset([self.drvs[n].out for n in order])
+        return order, [n for n in order if self.drvs[n].out in valid]
+
+    # ------------------------------------------------------------ realize
+
+    def realize(self, names: list[str]) -> RealizeResult:
+        order, valid = self.plan(names)
+        result = RealizeResult(already_valid=valid)
+        todo = [n for n in order if n not in set(valid)]
+        if not todo:
+            return result
+        self.events.planned(todo)
+        self._run_graph(todo, result, self._build_one)
+        return result
+
+    def check(self, names: list[str]) -> RealizeResult:
+        """Rebuild valid paths of ``names`` (not their dependencies) and compare."""
+        result = self.realize(names)  # whatever is missing gets built first
+        if not result.ok:
+            return result
+        if self.sandbox != "bwrap":
+            raise InputError("--check needs the bubblewrap sandbox (it rebuilds at the same virtual path)")
+        targets = [n for n in self.lock.closure(names) if n in set(names)]
+        self.events.planned(targets)
+        self._run_graph(targets, result, self._check_one, independent=True)
+        return result
+
+    def _run_graph(
+        self,
+        todo: list[str],
+        result: RealizeResult,
+        work: Callable[[str], str],
+        independent: bool = False,
+    ) -> None:
+        from .jobserver import Jobserver
+
+        waiting = {n: {d for d in self.lock.components[n].deps if d in set(todo)} for n in todo}
+        if independent:
+            waiting = {n: set() for n in todo}
+        dependents: dict[str, list[str]] = {n: [] for n in todo}
+        for n, ds in waiting.items():
+            for d in ds:
+                dependents[d].append(n)
+        ready = [n for n in todo if not waiting[n]]
+        running: dict[Future[str], str] = {}
+        stopped = False
+        self._jobserver = Jobserver(self.jobs)
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="raisin-build") as pool:
+                while ready or running:
+                    while ready and not stopped and len(running) < self.jobs:
+                        name = ready.pop(0)
+                        running[pool.submit(work, name)] = name
+                    if not running:
+                        break
+                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        name = running.pop(fut)
+                        try:
+                            note = fut.result()
+                        except _BuildFailed as exc:
+                            result.failed.append(Failure(name, exc.reason, exc.log))
+                            self._skip_dependents(name, dependents, waiting, result)
+                            if not self.keep_going:
+                                stopped = True
+                                self.cancel.set()
+                            continue
+                        except RaisinError as exc:
+                            result.failed.append(Failure(name, str(exc)))
+                            self._skip_dependents(name, dependents, waiting, result)
+                            if not self.keep_going or exc.exit_code == 2:
+                                stopped = True
+                                self.cancel.set()
+                                if exc.exit_code == 2:
+                                    raise
+                            continue
+                        if note == "built":
+                            result.built.append(name)
+                        elif note == "valid":
+                            result.already_valid.append(name)
+                        elif note == "differs":
+                            files, summary = self.diffs()[name]
+                            result.not_reproducible[name] = files
+                            if summary:
+                                result.check_summary[name] = summary
+                        for dep in dependents[name]:
+                            waiting[dep].discard(name)
+                            if not waiting[dep] and dep not in result.skipped:
+                                ready.append(dep)
+                    if stopped:
+                        ready.clear()
+        except KeyboardInterrupt:
+            self.cancel.set()
+            raise
+        finally:
+            self._jobserver.close()
+
+    def _skip_dependents(
+        self, name: str, dependents: dict[str, list[str]], waiting: dict[str, set[str]], result: RealizeResult
+    ) -> None:
+        stack = list(dependents[name])
+        while stack:
+            n = stack.pop()
+            if n not in result.skipped:
+                result.skipped.append(n)
+                stack.extend(dependents[n])
+
+    # ------------------------------------------------------------ one build
+
+    def _inputs(self, name: str, src: StorePath) -> tuple[dict[str, str], set[StorePath], dict[str, str]]:
+        comp = self.lock.components[name]
+        dep_outs = [self.drvs[d].out for d in comp.deps]
+        closure = self.store.closure(dep_outs) if dep_outs else set()
+        inputs = {sp.virtual: str(self.store.host_path(sp)) for sp in closure | {src}}
+        dep_vars = {dep_var(d): self.drvs[d].out.virtual for d in comp.deps}
+        return inputs, closure | {src}, dep_vars
+
+    def _spec(self, name: str, out_host: Path, bdir: Path, src: StorePath, log: Path):  # type: ignore[no-untyped-def]
+        from .sandbox import BuildSpec
+
+        comp = self.lock.components[name]
+        inputs, candidates, dep_vars = self._inputs(name, src)
+        spec = BuildSpec(
+            name=name,
+            steps=comp.steps,
+            env=dict(comp.env),
+            out=self.drvs[name].out.virtual,
+            out_host=str(out_host),
+            src=src.virtual,
+            src_host=str(self.store.host_path(src)),
+            inputs=inputs,
+            dep_vars=dep_vars,
+            build_dir_host=str(bdir),
+            log_path=str(log),
+            source_date_epoch=comp.source.date,
+            jobs=self.jobs,
+            sandbox=self.sandbox,
+        )
+        return spec, candidates
+
+    def _source(self, name: str) -> StorePath:
+        from ..sources import materialize
+
+        comp = self.lock.components[name]
+        self.fetch.component = name
+        self.fetch.key = f"components.{name}.source"
+        return materialize(comp.source, self.fetch)
+
+    def _build_one(self, name: str) -> str:
+        from . import sandbox
+
+        drv = self.drvs[name]
+        out = drv.out
+        self._jobserver.acquire()
+        try:
+            if self.cancel.is_set():
+                raise _BuildFailed("cancelled", None)
+            with self.store.lock(out):
+                if self.store.is_valid(out):
+                    self.events.finished(name, True, 0.0, None, "built by another process")
+                    return "valid"
+                src = self._source(name)
+                out_host = self.store.prepare_build(out)
+                log = self.store.log_path(out)
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.unlink(missing_ok=True)
+                self.events.started(name, "building")
+                t0 = time.monotonic()
+                with self.store.tmpdir(f"build-{name}") as bdir:
+                    spec, candidates = self._spec(name, out_host, bdir, src, log)
+                    res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
+                if not res.ok:
+                    self.store.prepare_build(out)  # remove the partial output now
+                    why = "cancelled" if res.cancelled else f"exit status {res.exit_code}"
+                    self.events.finished(name, False, time.monotonic() - t0, log)
+                    raise _BuildFailed(why, log)
+                if not out_host.exists():
+                    self.events.finished(name, False, time.monotonic() - t0, log)
+                    raise _BuildFailed("the build did not create $out", log)
+                try:
+                    info = self.store.register(
+                        out, candidates=candidates, deriver=drv.hash().sri, sandboxed=self.sandbox == "bwrap"
+                    )
+                except BuildError as exc:
+                    self.store.prepare_build(out)
+                    self.events.finished(name, False, time.monotonic() - t0, log)
+                    raise _BuildFailed(str(exc), log) from None
+                self.store.record_derivation(drv.hash().sri, out, name)
+                self.events.finished(name, True, time.monotonic() - t0, log, _size(info.nar_size))
+                return "built"
+        finally:
+            self._jobserver.release()
+
+    def _check_one(self, name: str) -> str:
+        from ..store.tree import normalise
+        from ..nar import hash_path
+        from . import sandbox
+
+        drv = self.drvs[name]
+        out = drv.out
+        info = self.store.query(out)
+        assert info is not None
+        self._jobserver.acquire()
+        try:
+            src = self._source(name)
+            self.events.started(name, "checking")
+            t0 = time.monotonic()
+            with self.store.tmpdir(f"check-{name}") as scratch:
+                out_host = scratch / "out"
+                bdir = scratch / "build"
+                bdir.mkdir()
+                log = scratch / "build.log"
+                spec, _ = self._spec(name, out_host, bdir, src, log)
+                res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
+                if not res.ok:
+                    kept = self.store.log_path(out).with_suffix(".check.log")
+                    shutil.copyfile(log, kept)
+                    self.events.finished(name, False, time.monotonic() - t0, kept)
+                    raise _BuildFailed(f"rebuild failed (exit status {res.exit_code})", kept)
+                normalise(out_host, fsync=False)
+                again, _ = hash_path(out_host)
+                if again != info.nar_hash:
+                    files = tree_differences(self.store.host_path(out), out_host)
+                    summary = _diffoscope(self.store.host_path(out), out_host)
+                    self._record_diff(name, files, summary)
+                    self.events.finished(name, False, time.monotonic() - t0, None, "not reproducible")
+                    return "differs"
+            self.events.finished(name, True, time.monotonic() - t0, None, "reproducible")
+            return "checked"
+        finally:
+            self._jobserver.release()
+
+    def _record_diff(self, name: str, files: list[str], summary: str | None) -> None:
+        self._diffs = getattr(self, "_diffs", {})
+        self._diffs[name] = (files, summary)
+
+    def diffs(self) -> dict[str, tuple[list[str], str | None]]:
+        return getattr(self, "_diffs", {})
+
+
+class _BuildFailed(Exception):
+    def __init__(self, reason: str, log: Path | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log = log
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def tree_differences(a: Path, b: Path) -> list[str]:
+    """Relative paths whose type, executable bit, content or target differ."""
+
+    def walk(root: Path) -> dict[str, tuple[str, bytes]]:
+        entries: dict[str, tuple[str, bytes]] = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                p = os.path.join(dirpath, n)
+                rel = os.path.relpath(p, root)
+                if os.path.islink(p):
+                    entries[rel] = ("link", os.fsencode(os.readlink(p)))
+                elif os.path.isdir(p):
+                    entries[rel] = ("dir", b"")
+                else:
+                    import hashlib
+
+                    with open(p, "rb") as f:
+                        digest = hashlib.file_digest(f, "sha256").digest()
+                    kind = "exec" if os.access(p, os.X_OK) else "file"
+                    entries[rel] = (kind, digest)
+        return entries
+
+    x, y = walk(a), walk(b)
+    return sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
+
+
+def _diffoscope(a: Path, b: Path) -> str | None:
+    exe = shutil.which("diffoscope")
+    if not exe:
+        return None
+    try:
+        p = subprocess.run([exe, "--no-progress", "--text", "-", str(a), str(b)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = p.stdout.splitlines()
+    return "\n".join(lines[:60])

@@ -1,0 +1,78 @@
+"""raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("realize", help="build the locked components into the store")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="builds and make jobs at once (default: cores)")
+    p.add_argument("--keep-going", action="store_true", help="finish independent builds after a failure")
+    p.add_argument("--check", action="store_true", help="rebuild valid paths and compare (reproducibility)")
+    p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
+    p.add_argument("--offline", action="store_true")
+    p.set_defaults(run=run)
+
+
+def _tail(path: Path | None, n: int = 25) -> list[str]:
+    if path is None or not path.exists():
+        return []
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 64 * 1024))
+        lines = f.read().decode(errors="replace").splitlines()
+    return lines[-n:]
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api import realize
+    from ..errors import InputError
+    from .progress import make_events
+
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError("-j must be at least 1", key="-j")
+    events = make_events(ctx.quiet)
+    res = realize(
+        ctx.project,
+        args.names,
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        check=args.check,
+        sandbox=args.sandbox,
+        offline=args.offline,
+        lock_file=Path(args.lock_file) if args.lock_file else None,
+        events=events,
+        report=ctx.info,
+    )
+    for f in res.failed:
+        ctx.info(f"error: {f.name}: build failed: {f.reason}")
+        tail = _tail(f.log)
+        if tail:
+            ctx.info(f"--- last {len(tail)} lines of {f.log} ---")
+            for line in tail:
+                ctx.info(f"  {line}")
+            ctx.info(f"--- full log: {f.log}  (raisin log {f.name})")
+    if res.skipped:
+        ctx.info(f"not built (a dependency failed): {', '.join(sorted(res.skipped))}")
+    for name, files in sorted(res.not_reproducible.items()):
+        ctx.info(f"error: {name}: rebuild is not bit-identical; differing files:")
+        for fpath in files[:50]:
+            ctx.info(f"  {fpath}")
+        if name in res.check_summary:
+            ctx.info(res.check_summary[name])
+    if not res.ok:
+        return 1
+    if args.check:
+        ctx.info("all rebuilds bit-identical")
+    elif res.built:
+        ctx.info(f"built {len(res.built)}, {len(res.already_valid)} already valid")
+    else:
+        ctx.info("nothing to build")
+    return 0
