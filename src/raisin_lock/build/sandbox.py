@@ -1,0 +1,548 @@
+"""The sandbox: run one resolved derivation's build steps, hermetically.
+
+A build must depend on nothing but its declared inputs, or the same lock
+would give different bytes on another machine (invariant 5 of the contract).
+Like Nix's Linux sandbox, raisin runs every build in fresh namespaces made
+by bubblewrap (``bwrap``), and inside them the build sees:
+
+- ``/usr`` and the ``/bin``, ``/lib*``, ``/sbin`` links of the host, read-only:
+  the host toolchain, which the lock records by version;
+- a tmpfs root holding nothing else, made read-only once set up, so the
+  host's ``/home``, ``/root``, ``/tmp``, the project and the store directory
+  are simply not there, and ``HOME=/homeless-shelter`` cannot be created;
+- ``/etc`` with only what a compiler needs: ``ld.so.cache``, ``ld.so.conf*``,
+  ``alternatives`` from the host, and generated ``passwd``, ``group``,
+  ``hosts`` and ``nsswitch.conf`` (see :data:`_ETC_FROM_HOST`);
+- ``/proc``, a minimal ``/dev`` (null, zero, random, tty, shm, pts);
+- ``/raisin/store`` (:data:`~raisin_lock.store_path.VIRTUAL_STORE`) holding
+  exactly the inputs' closure (read-only), the pristine source (read-only)
+  and the output (read-write) -- nothing else of the host's store;
+- ``/build``: the host build directory, read-write, with ``/build/src`` a
+  writable copy of the source (the working directory) and ``/build/tmp``
+  (``TMPDIR``, also mounted at ``/tmp``);
+- a network namespace with only loopback, hostname ``raisin``, a new
+  session, its own pid/ipc/uts/cgroup namespaces, and -- when user
+  namespaces work -- uid/gid 1000 ("raisin"), so ``id`` and file ownership
+  do not depend on who runs raisin;
+- a fixed environment (:func:`build_env`) and ``umask 022``.
+
+Steps run in one ``/bin/sh`` with ``set -eu``, in order, like the lines of a
+script (a ``cd`` or ``export`` in one step holds for the next). Before each
+step the log gets ``+ <step>``; when a step fails the log gets which one and
+its exit status, and the build stops.
+
+``sandbox = "none"`` runs the same script with the same environment but on
+the host, with ``$out``, ``$src`` and the dependency variables set to host
+paths. It exists for machines where bubblewrap cannot run; the caller warns
+and marks the output unsandboxed.
+
+The one piece of process-wide state is the cached bubblewrap probe: probing
+costs a sandbox start (~10 ms) and the answer cannot change while raisin
+runs, so :func:`check_sandbox` probes once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import BuildError, SandboxUnavailable
+from ..store_path import VIRTUAL_STORE
+from .jobserver import Jobserver
+
+SandboxMode = Literal["bwrap", "none"]
+
+HOSTNAME = "raisin"
+HOMELESS = "/homeless-shelter"
+BUILD_DIR = "/build"
+BUILD_UID = 1000
+BUILD_GID = 1000
+BASE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+# Host toolchain entries at the root: bind read-only when a directory,
+# reproduce when a symlink (merged-/usr systems), skip when absent.
+_ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# The parts of the host's /etc a toolchain reads. ``alternatives`` because
+# Debian's /usr/bin/cc, c++, ld ... are links through it; ``ld.so.*`` for the
+# dynamic loader and for ld's search of -rpath-link. Nothing with secrets,
+# nothing network-related.
+_ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
+
+_INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, "
+    "Fedora: `dnf install bubblewrap`), or build without a sandbox with "
+    "`--sandbox none` (outputs are then marked unsandboxed)"
+)
+
+# The builder: a fixed script, so no quoting of user text ever happens.
+# $1 is the directory to copy the source from ("" for none), the remaining
+# arguments are the steps. Variables are prefixed so steps do not collide.
+_BUILDER = r"""set -eu
+umask 022
+__raisin_src=$1
+shift
+__raisin_n=0
+__raisin_total=$#
+__raisin_step=
+trap '__raisin_rc=$?
+if [ "$__raisin_rc" -ne 0 ]; then
+  if [ "$__raisin_n" -eq 0 ]; then
+    printf "raisin: copying the source into the build directory failed (exit status %s)\n" "$__raisin_rc" >&2
+  else
+    printf "raisin: step %s/%s failed with exit status %s: %s\n" "$__raisin_n" "$__raisin_total" "$__raisin_rc" "$__raisin_step" >&2
+  fi
+fi' EXIT
+if [ -n "$__raisin_src" ]; then
+  cp -a -- "$__raisin_src/." .
+  chmod -R u+w .
+fi
+for __raisin_step in "$@"; do
+  set --
+  __raisin_n=$((__raisin_n + 1))
+  printf '+ %s\n' "$__raisin_step" >&2
+  eval "$__raisin_step"
+done
+"""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything the sandbox needs to run one build; virtual paths are as seen inside."""
+
+    name: str
+    steps: tuple[str, ...]
+    env: Mapping[str, str]
+    out: str
+    out_host: str
+    src: str | None
+    src_host: str | None
+    inputs: Mapping[str, str]
+    dep_vars: Mapping[str, str]
+    build_dir_host: str
+    log_path: str
+    source_date_epoch: int
+    jobs: int
+    sandbox: SandboxMode
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> ValueError:
+            return ValueError(f"BuildSpec for {self.name!r}: {what}")
+
+        if self.sandbox not in ("bwrap", "none"):
+            raise bad(f"unknown sandbox mode {self.sandbox!r}")
+        if not _in_store(self.out):
+            raise bad(f"out {self.out!r} is not under {VIRTUAL_STORE}")
+        for path in (self.out_host, self.build_dir_host, self.log_path):
+            if not os.path.isabs(path):
+                raise bad(f"host path {path!r} is not absolute")
+        if (self.src is None) != (self.src_host is None):
+            raise bad("src and src_host must both be set or both be None")
+        if self.src is not None and not os.path.isabs(self.src):
+            raise bad(f"src {self.src!r} is not absolute")
+        for virtual, host in self.inputs.items():
+            if not _in_store(virtual) or not os.path.isabs(host):
+                raise bad(f"input {virtual!r} -> {host!r} is not a store path and a host path")
+            if virtual == self.out:
+                raise bad(f"the output {virtual!r} is also an input")
+        for var, virtual in self.dep_vars.items():
+            if virtual not in self.inputs:
+                raise bad(f"dependency ${var} = {virtual!r} is not among the inputs")
+        if any("\0" in step for step in self.steps):
+            raise bad("a step contains a NUL byte")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    exit_code: int  # the builder's exit status; negative: killed by that signal
+    duration: float  # wall-clock seconds, sandbox start to exit
+    log_path: str
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.cancelled
+
+
+@dataclass(frozen=True)
+class _Bwrap:
+    """What the probe found: the binary, and whether user namespaces work."""
+
+    path: str
+    userns: bool
+
+
+_probe_lock = threading.Lock()
+_probe_result: _Bwrap | SandboxUnavailable | None = None
+
+
+def check_sandbox(bwrap: str | None = None) -> None:
+    """Raise :class:`SandboxUnavailable` unless bubblewrap can run builds here.
+
+    Without an argument the answer is probed once and cached for the process;
+    an explicit ``bwrap`` path is always probed afresh (for tests and ``doctor``).
+    """
+    if bwrap is not None:
+        _probe(bwrap)
+        return
+    _cached_probe()
+
+
+def _cached_probe() -> _Bwrap:
+    global _probe_result
+    with _probe_lock:
+        if _probe_result is None:
+            try:
+                _probe_result = _probe(shutil.which("bwrap") or "/usr/bin/bwrap")
+            except SandboxUnavailable as exc:
+                _probe_result = exc
+        result = _probe_result
+    if isinstance(result, SandboxUnavailable):
+        raise result
+    return result
+
+
+def _probe(path: str) -> _Bwrap:
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise SandboxUnavailable(
+            f"bubblewrap (bwrap) is not installed: {path} not found", hint=_INSTALL_HINT
+        )
+    errors = []
+    # Prefer a user namespace with a fixed build uid; fall back to the
+    # caller's uid where bwrap may make the other namespaces but not that
+    # one (root without user namespaces, setuid bwrap).
+    for userns in (True, False):
+        argv = [path, *_namespace_args(userns), *_root_args(), "--", "/bin/true"]
+        try:
+            proc = subprocess.run(
+                argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, env={}, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            errors.append(str(exc))
+            continue
+        if proc.returncode == 0:
+            return _Bwrap(path, userns)
+        errors.append(
+            proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        )
+    raise SandboxUnavailable(
+        f"bubblewrap ({path}) cannot create the namespaces a build needs: {errors[-1]}",
+        hint="user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, "
+        "kernel.apparmor_restrict_unprivileged_userns, or a container without them); "
+        + _INSTALL_HINT,
+    )
+
+
+def _namespace_args(userns: bool) -> list[str]:
+    args = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--hostname", HOSTNAME]  # fmt: skip
+    if userns:
+        args += ["--unshare-user", "--uid", str(BUILD_UID), "--gid", str(BUILD_GID)]
+    return args
+
+
+def _root_args() -> list[str]:
+    """The host toolchain, read-only, plus /proc and /dev."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for entry in _ROOT_ENTRIES:
+        host = "/" + entry
+        if os.path.islink(host):
+            args += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args += ["--ro-bind", host, host]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    return args
+
+
+def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[str, str]:
+    """The complete environment of a build: fixed variables, then user env, then paths.
+
+    In ``none`` mode ``$out``, ``$src``, the dependency variables, ``PATH``
+    and ``TMPDIR`` point at host paths; in ``bwrap`` mode at what the
+    sandbox shows. The user's env may override anything but ``out``,
+    ``src`` and the dependency variables.
+    """
+    host = spec.sandbox == "none"
+    tmp = os.path.join(spec.build_dir_host, "tmp") if host else f"{BUILD_DIR}/tmp"
+    bins = []
+    for virtual in spec.dep_vars.values():
+        base = spec.inputs[virtual]
+        for sub in ("bin", "usr/bin"):
+            if os.path.isdir(os.path.join(base, sub)):
+                bins.append(os.path.join(base if host else virtual, sub))
+    jobs = max(1, spec.jobs)
+    env = {
+        "PATH": ":".join([*bins, BASE_PATH]),
+        "HOME": HOMELESS,
+        "TMPDIR": tmp,
+        "TMP": tmp,
+        "TEMP": tmp,
+        "TZ": "UTC",
+        "LC_ALL": "C.UTF-8",
+        "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+        "MAKEFLAGS": jobserver.makeflags(jobs) if jobserver is not None else f"-j{jobs}",
+        "RAISIN_BUILD_CORES": str(jobs),
+    }
+    env.update(spec.env)
+    env["out"] = spec.out_host if host else spec.out
+    if spec.src is not None:
+        env["src"] = (spec.src_host or "") if host else spec.src
+    else:
+        env.pop("src", None)
+    for var, virtual in spec.dep_vars.items():
+        env[var] = spec.inputs[virtual] if host else virtual
+    return env
+
+
+def run(
+    spec: BuildSpec,
+    *,
+    jobserver: Jobserver | None = None,
+    cancel: threading.Event | None = None,
+) -> BuildResult:
+    """Run ``spec``'s steps; the log goes to ``spec.log_path``, the output to ``spec.out_host``.
+
+    A failing step is a result with a non-zero ``exit_code``, not an
+    exception; :class:`BuildError` means the build could not be started,
+    :class:`SandboxUnavailable` that bubblewrap cannot run here. Setting
+    ``cancel`` (or a KeyboardInterrupt in the calling thread, re-raised)
+    kills the build's whole process tree.
+    """
+    bwrap = _cached_probe() if spec.sandbox == "bwrap" else None
+    _prepare_dirs(spec)
+    env = build_env(spec, jobserver=jobserver)
+    pass_fds: list[int] = list(jobserver.fds) if jobserver is not None else []
+    own_fds: list[int] = []  # closed when the build is over
+    try:
+        info = None
+        if bwrap is not None:
+            info, info_w = os.pipe()
+            own_fds += [info, info_w]
+            os.set_blocking(info, False)
+            argv = _bwrap_argv(spec, bwrap, env, info_w, own_fds)
+            pass_fds += own_fds[1:]  # all but our end of the info pipe
+            argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src or "", *spec.steps]
+            popen_env: dict[str, str] = {}
+            cwd = None
+        else:
+            argv = ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
+            popen_env = env
+            cwd = os.path.join(spec.build_dir_host, "src")
+        return _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
+    finally:
+        for fd in own_fds:
+            os.close(fd)
+
+
+def _in_store(path: str) -> bool:
+    return path.startswith(VIRTUAL_STORE + "/") and "/" not in path[len(VIRTUAL_STORE) + 1 :]
+
+
+def _prepare_dirs(spec: BuildSpec) -> None:
+    try:
+        try:
+            os.mkdir(spec.out_host)
+        except FileExistsError:
+            if not os.path.isdir(spec.out_host) or os.listdir(spec.out_host):
+                raise BuildError(
+                    f"{spec.name}: output path {spec.out_host} already exists and is not empty"
+                ) from None
+        os.chmod(spec.out_host, 0o755)  # whatever the caller's umask
+        for sub in ("src", "tmp"):
+            path = os.path.join(spec.build_dir_host, sub)
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, 0o755)
+        os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"{spec.name}: cannot prepare the build: {exc}") from exc
+
+
+def _bwrap_argv(
+    spec: BuildSpec, bwrap: _Bwrap, env: Mapping[str, str], info_fd: int, data_fds: list[int]
+) -> list[str]:
+    """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
+    argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns)]
+    argv += _root_args()
+
+    argv += ["--perms", "0755", "--dir", "/etc"]
+    for name in _ETC_FROM_HOST:
+        host = "/etc/" + name
+        if os.path.lexists(host):
+            argv += ["--ro-bind", host, host]
+    uid, gid = (BUILD_UID, BUILD_GID) if bwrap.userns else (os.getuid(), os.getgid())
+    for name, text in _etc_files(uid, gid).items():
+        fd = _data_fd(text)
+        data_fds.append(fd)
+        argv += ["--perms", "0644", "--ro-bind-data", str(fd), "/etc/" + name]
+
+    tmp_host = os.path.join(spec.build_dir_host, "tmp")
+    argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
+
+    argv += ["--perms", "0755", "--dir", VIRTUAL_STORE]
+    for virtual in sorted(spec.inputs):
+        argv += ["--ro-bind", spec.inputs[virtual], virtual]
+    if spec.src is not None and spec.src_host is not None and spec.src not in spec.inputs:
+        argv += ["--ro-bind", spec.src_host, spec.src]
+    argv += ["--bind", spec.out_host, spec.out]
+
+    # Everything is mounted: freeze the tmpfs root, so nothing can be created
+    # outside /build, /tmp, $out, /dev (HOME stays absent, the store listing fixed).
+    argv += ["--remount-ro", "/", "--chdir", f"{BUILD_DIR}/src"]
+    for key in sorted(env):
+        argv += ["--setenv", key, env[key]]
+    argv.append("--")
+    return argv
+
+
+def _etc_files(uid: int, gid: int) -> dict[str, str]:
+    users = {
+        0: "root:x:0:0:root:/root:/bin/sh",
+        65534: "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+    }
+    users.setdefault(uid, f"{HOSTNAME}:x:{uid}:{gid}:raisin build user:{HOMELESS}:/bin/sh")
+    groups = {0: "root:x:0:", 65534: "nogroup:x:65534:"}
+    groups.setdefault(gid, f"{HOSTNAME}:x:{gid}:")
+    return {
+        "passwd": "".join(line + "\n" for _, line in sorted(users.items())),
+        "group": "".join(line + "\n" for _, line in sorted(groups.items())),
+        "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+    }
+
+
+def _data_fd(text: str) -> int:
+    """A pipe's read end holding ``text``, for bwrap's ``--ro-bind-data`` (which closes it)."""
+    data = text.encode()
+    read, write = os.pipe()
+    try:
+        os.write(write, data)  # a few hundred bytes: far below the pipe buffer
+    finally:
+        os.close(write)
+    return read
+
+
+def _spawn(
+    spec: BuildSpec,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    pass_fds: Sequence[int],
+    cancel: threading.Event | None,
+    info_fd: int | None,
+) -> BuildResult:
+    start = time.monotonic()
+    try:
+        with open(spec.log_path, "ab", buffering=0) as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                pass_fds=tuple(pass_fds),
+                start_new_session=True,  # its own process group, killed as one
+            )
+    except OSError as exc:
+        raise BuildError(f"{spec.name}: cannot start the build: {exc}") from exc
+
+    killer = _Killer(proc.pid, info_fd)
+    watcher = None
+    if cancel is not None:
+        watcher = threading.Thread(
+            target=killer.watch, args=(cancel,), name=f"cancel-{spec.name}", daemon=True
+        )
+        watcher.start()
+    try:
+        # Wait without reaping: until we reap, the pid (= process group id)
+        # cannot be reused, so the watcher can never kill a stranger.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    except BaseException:  # KeyboardInterrupt, or anything else: leave nothing running
+        killer.kill()
+        killer.finish()
+        proc.wait()
+        _append(spec.log_path, f"raisin: build of {spec.name} interrupted\n")
+        raise
+    killer.finish()
+    code = proc.wait()
+    duration = time.monotonic() - start
+    if killer.killed:
+        _append(spec.log_path, f"raisin: build of {spec.name} cancelled\n")
+    elif code < 0:
+        _append(spec.log_path, f"raisin: build of {spec.name} killed by signal {-code}\n")
+    return BuildResult(code, duration, spec.log_path, cancelled=killer.killed)
+
+
+class _Killer:
+    """Kills a build's processes once, unless the build is already over.
+
+    In bwrap mode the target is the sandbox's pid-namespace init (bwrap's
+    child, whose pid bwrap reports on ``--info-fd``), not bwrap: the kernel
+    then kills every process in the namespace and init finishes exiting only
+    once they are all gone, after which bwrap exits. So when ``run()`` has
+    reaped bwrap, nothing of the build is left. (Killing bwrap first would
+    let the namespace's processes outlive it by a few milliseconds.) Before
+    bwrap has reported, and in ``none`` mode, the whole process group gets
+    the SIGKILL.
+    """
+
+    _POLL = 0.05  # cancel latency; the build itself is waited for without polling
+
+    def __init__(self, pgid: int, info_fd: int | None) -> None:
+        self.pgid = pgid
+        self.info_fd = info_fd
+        self.killed = False
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def watch(self, cancel: threading.Event) -> None:
+        while not self._done.is_set():
+            if cancel.wait(self._POLL):
+                self.kill()
+                return
+
+    def kill(self) -> None:
+        with self._lock:
+            if self._done.is_set() or self.killed:
+                return
+            init = self._sandbox_init()
+            try:
+                if init is not None:
+                    os.kill(init, signal.SIGKILL)
+                else:
+                    os.killpg(self.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            self.killed = True
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done.set()
+
+    def _sandbox_init(self) -> int | None:
+        if self.info_fd is None:
+            return None
+        try:
+            info = json.loads(os.read(self.info_fd, 65536))
+            pid = int(info["child-pid"])
+            # Still bwrap's child (so not a recycled pid)?
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+        return pid if ppid == self.pgid else None
+
+
+def _append(path: str, text: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(text)
+    except OSError:
+        pass
