@@ -15,13 +15,23 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, ManifestError
 from .lockfile import LOCK_NAME, Lock, LockedComponent
-from .manifest import MANIFEST_NAME, ComponentSpec, Manifest, display_path
+from .manifest_quick import fingerprint, quick_components
+
+MANIFEST_NAME = "raisin.toml"
 
 if TYPE_CHECKING:
+    from .manifest import ComponentSpec, Manifest
     from .sources import LockedSource
     from .store.local import Store
 
 Report = Callable[[str], None]
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _quiet(_: str) -> None:
@@ -130,10 +140,17 @@ def lock(
     """
     from . import lockfile, toolchain
     from .sources import FetchContext, resolve
-    from .sources import path as path_source
+
+    old = _read_old(project)
+    if old is not None and update is None:
+        raw = quick_components(project.manifest_path)
+        if raw is not None:
+            decls = {n: fingerprint(t) for n, t in raw.items()}
+            paths = {n: t["source"]["path"] for n, t in raw.items() if isinstance(t.get("source"), dict) and "path" in t["source"]}
+            if not _stale(project, old, decls, paths, (), check, offline):
+                return LockResult(lock=old, written=False)
 
     m = project.load_manifest()
-    old = _read_old(project)
     update_all = update is not None and len(update) == 0
     wanted = set(update or ())
     for n in sorted(wanted):
@@ -141,56 +158,40 @@ def lock(
             raise InputError(
                 f"unknown component {n!r} (known: {', '.join(sorted(m.components))})", key="--update"
             )
-    if old is not None and not update_all and old.system == toolchain.system():
-        system, tools = old.system, dict(old.toolchain)
-    else:
-        system, tools = toolchain.system(), (toolchain.probe() if not check else dict(old.toolchain) if old else {})
-    old_bad = old.inconsistent() if old is not None else {}
-    decls = {name: spec.fingerprint() for name, spec in m.components.items()}
+    decls = {name: m.fingerprint(name) for name in m.components}
     if old is None or any(n not in old.components or old.components[n].decl != d for n, d in decls.items()):
         from . import graph
 
         graph.build(m)  # dependency cycles are errors
+    if old is not None and not update_all and old.system == toolchain.system():
+        system, tools = old.system, dict(old.toolchain)
+    else:
+        system, tools = toolchain.system(), (toolchain.probe() if not check else dict(old.toolchain) if old else {})
+    paths = {n: s.source.path for n, s in m.components.items() if s.source.path is not None}
+    forced = list(m.components) if update_all else sorted(wanted)
+    reasons = _stale(project, old, decls, paths, forced, check, offline) if old is not None else {
+        n: "not in the lock" for n in m.components
+    }
     store = project.store(create=not check)
     ctx = FetchContext(store=store, base_dir=project.dir, offline=offline, file=m.display)
-
-    reasons: dict[str, str] = {}
-    for name, spec in sorted(m.components.items()):
-        prev = old.components.get(name) if old else None
-        if prev is None:
-            reasons[name] = "not in the lock"
-        elif update_all or name in wanted:
-            reasons[name] = "update requested"
-        elif prev.decl != decls[name]:
-            reasons[name] = f"changed in {MANIFEST_NAME}"
-        elif name in old_bad:
-            reasons[name] = f"inconsistent: {old_bad[name]}"
-        elif spec.source.kind == "path":
-            ctx.key = f"components.{name}.source.path"
-            assert spec.source.path is not None
-            if path_source.current_hash(spec.source.path, ctx) != prev.source.nar_hash:
-                reasons[name] = "source directory changed"
-    removed = sorted(set(old.components) - set(m.components)) if old else []
     if check:
-        stale = dict(reasons)
-        for n in removed:
-            stale[n] = f"no longer in {MANIFEST_NAME}"
-        if old is None:
-            stale = {n: "no raisin.lock" for n in m.components} or {"(lock)": "no raisin.lock"}
+        stale = reasons or ({} if old is not None else {"(lock)": "no raisin.lock"})
         return LockResult(lock=old or Lock(system, tools), written=False, stale=stale)
-
-    if not reasons and not removed and old is not None and not old_bad:
+    reasons = {n: r for n, r in reasons.items() if n in m.components}
+    removed = [n for n in (old.components if old else {}) if n not in m.components]
+    if not reasons and not removed and old is not None:
         return LockResult(lock=old, written=False)
 
     build_dep_names: dict[str, tuple[str, ...]] = {}
     pending: dict[str, tuple[LockedSource, str, tuple[str, ...], tuple[str, ...]]] = {}
+    expanded = {name: _steps_for(name, m.components[name], m) for name in sorted(reasons)}
     for name in sorted(reasons):
         spec = m.components[name]
         ctx.component, ctx.key = name, f"components.{name}.source"
         report(f"resolving {name} ({_describe_source(spec)})")
         src = resolve(spec.source, ctx)
         version = spec.version or src.version_hint or "local"
-        steps, bdeps = _steps_for(name, spec, m)
+        steps, bdeps = expanded[name]
         build_dep_names[name] = bdeps
         pending[name] = (src, version, steps, bdeps)
     all_bdeps = sorted({p for names in build_dep_names.values() for p in names})
@@ -225,6 +226,44 @@ def lock(
         comps[name] = LockedComponent(**{**c.__dict__, "out": drv.out, "drv": drv.hash()})
     written = lockfile.write(project.lock_path, new)
     return LockResult(lock=new, written=written, resolved=sorted(pending), stale=reasons)
+
+
+def _stale(
+    project: Project,
+    old: Lock,
+    decls: dict[str, str],
+    paths: dict[str, str],
+    forced: list[str] | tuple[str, ...],
+    check: bool,
+    offline: bool,
+) -> dict[str, str]:
+    """Why each component needs resolving again (empty: the lock stands)."""
+    from .sources import FetchContext
+    from .sources import path as path_source
+
+    reasons: dict[str, str] = {}
+    bad = old.inconsistent()
+    ctx: FetchContext | None = None
+    for name in sorted(decls):
+        prev = old.components.get(name)
+        if prev is None:
+            reasons[name] = "not in the lock"
+        elif name in forced:
+            reasons[name] = "update requested"
+        elif prev.decl != decls[name]:
+            reasons[name] = f"changed in {MANIFEST_NAME}"
+        elif name in bad:
+            reasons[name] = f"inconsistent: {bad[name]}"
+        elif name in paths:
+            if ctx is None:
+                ctx = FetchContext(store=project.store(create=not check), base_dir=project.dir, offline=offline)
+            ctx.key = f"components.{name}.source.path"
+            if path_source.current_hash(paths[name], ctx) != prev.source.nar_hash:
+                reasons[name] = "source directory changed"
+    for name in old.components:
+        if name not in decls:
+            reasons[name] = f"no longer in {MANIFEST_NAME}"
+    return reasons
 
 
 def _placeholder_out():  # type: ignore[no-untyped-def]
@@ -355,10 +394,12 @@ def init_manifest(project: Project, template: str) -> Path:
 def _decls_changed(project: Project, lk: Lock | None) -> bool:
     if lk is None:
         return True
-    m = project.load_manifest()
-    if set(m.components) != set(lk.components):
+    raw = quick_components(project.manifest_path)
+    if raw is None:
         return True
-    return any(lk.components[n].decl != spec.fingerprint() for n, spec in m.components.items())
+    if set(raw) != set(lk.components):
+        return True
+    return any(lk.components[n].decl != fingerprint(t) for n, t in raw.items())
 
 
 def select_sandbox(mode: str) -> str:

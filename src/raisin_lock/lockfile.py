@@ -85,7 +85,10 @@ class Lock:
         bad: dict[str, str] = {}
         for name, drv in self.derivations().items():
             comp = self.components[name]
-            if drv.hash() != comp.drv or drv.out != comp.out:
+            src = comp.source
+            if src.recorded_store is not None and src.recorded_store != src.store_path.base:
+                bad[name] = f"source store {src.recorded_store} does not follow from nar_hash {src.nar_hash.sri}"
+            elif drv.hash() != comp.drv or drv.out != comp.out:
                 bad[name] = f"recorded out {comp.out.base} but its data gives {drv.out.base}"
         return bad
 

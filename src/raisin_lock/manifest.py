@@ -13,7 +13,6 @@ Schema history: v1 (this one) — the shape of CONTRACT.md "Manifest essentials"
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ManifestError
+from .manifest_quick import fingerprint
 
 MANIFEST_NAME = "raisin.toml"
 _COMPONENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
@@ -119,11 +119,6 @@ class ComponentSpec(_Strict):
             raise ValueError("'deps' lists a component twice")
         return self
 
-    def fingerprint(self) -> str:
-        """A hash of the declaration: unchanged fingerprint = keep the pin."""
-        data = self.model_dump(mode="json", by_alias=True)
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return "sha256-" + hashlib.sha256(blob.encode()).hexdigest()
 
 
 class ProfileSpec(_Strict):
@@ -152,11 +147,15 @@ class ManifestModel(_Strict):
 class Manifest:
     """A parsed, validated ``raisin.toml`` and where it lives."""
 
-    def __init__(self, path: Path, model: ManifestModel, text: str) -> None:
+    def __init__(self, path: Path, model: ManifestModel, text: str, raw: dict[str, Any]) -> None:
         self.path = path
         self.dir = path.parent
         self.model = model
         self.text = text
+        self.raw = raw
+
+    def fingerprint(self, name: str) -> str:
+        return fingerprint(self.raw["components"][name])
 
     @property
     def components(self) -> dict[str, ComponentSpec]:
@@ -209,7 +208,7 @@ def load(path: Path) -> Manifest:
         model = ManifestModel.model_validate(doc)
     except ValidationError as exc:
         raise _translate(exc, shown, text) from None
-    manifest = Manifest(path, model, text)
+    manifest = Manifest(path, model, text, doc)
     _check_references(manifest)
     return manifest
 

@@ -41,6 +41,7 @@ class LockedSource:
     debian: str | None = None
     debian_version: str | None = None
     version_hint: str | None = field(default=None, compare=False)
+    recorded_store: str | None = field(default=None, compare=False)
 
     @property
     def store_path(self) -> StorePath:
@@ -86,9 +87,8 @@ class LockedSource:
             file_hash=Hash.parse(fh) if fh else None,
             debian=d.get("debian"),
             debian_version=d.get("version"),
+            recorded_store=d["store"],
         )
-        if src.store_path.base != d["store"]:
-            raise ValueError(f"store {d['store']!r} does not match nar_hash (expected {src.store_path.base!r})")
         return src
 
     def matches(self, spec: SourceSpec) -> bool:

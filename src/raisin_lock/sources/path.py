@@ -32,16 +32,38 @@ def _dir(spec_path: str, ctx: FetchContext) -> Path:
 
 
 def _hash(p: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
-    if any((p / name).exists() or (p / name).is_symlink() for name in IGNORED):
-        with ctx.store.tmpdir("path-src") as tmp:
-            copy = tmp / "src"
-            _copy(p, copy)
-            return hash_path(copy)[0]
-    return hash_path(p)[0]
+    exclude = _excluder(p, ctx)
+    if not any(exclude("", name) for name in os.listdir(p)):
+        return hash_path(p)[0]
+    with ctx.store.tmpdir("path-src") as tmp:
+        copy = tmp / "src"
+        _copy(p, copy, ctx)
+        return hash_path(copy)[0]
 
 
-def _copy(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, symlinks=True, ignore=lambda d, names: [n for n in names if n in IGNORED])
+def _excluder(top: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
+    """Leave out ``.git`` at any depth, and the store itself when it lies inside."""
+    store = os.path.realpath(ctx.store.root)
+    top_real = os.path.realpath(top)
+
+    def exclude(rel: str, name: str) -> bool:
+        if name in IGNORED:
+            return True
+        return os.path.join(top_real, rel, name).rstrip("/") == store
+
+    return exclude
+
+
+def _copy(src: Path, dst: Path, ctx: FetchContext) -> None:
+    exclude = _excluder(src, ctx)
+    top = os.path.realpath(src)
+
+    def ignore(d: str, names: list[str]) -> list[str]:
+        rel = os.path.relpath(os.path.realpath(d), top)
+        rel = "" if rel == "." else rel
+        return [n for n in names if exclude(rel, n)]
+
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore)
 
 
 def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped-def]
@@ -66,7 +88,7 @@ def _add(p: Path, locked: LockedSource, ctx: FetchContext) -> None:
         return
     with ctx.store.tmpdir("path-src") as tmp:
         copy = tmp / "src"
-        _copy(p, copy)
+        _copy(p, copy, ctx)
         info = ctx.store.add_tree(copy, sp.name, expected=locked.nar_hash)
     if info.path != sp:
         raise AssertionError(f"source path {info.path} != {sp}")
@@ -77,7 +99,7 @@ def materialize(src: LockedSource, ctx: FetchContext) -> None:
     p = _dir(src.path, ctx)
     with ctx.store.tmpdir("path-src") as tmp:
         copy = tmp / "src"
-        _copy(p, copy)
+        _copy(p, copy, ctx)
         actual = hash_path(copy)[0]
         if actual != src.nar_hash:
             raise HashMismatch(

@@ -1,0 +1,262 @@
+"""raisin realize: hermetic builds into the store, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import RAISIN, nix_hash, raisin
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    dst = tmp_path / "demo"
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
+    return dst
+
+
+def _show(proj: Path, *extra: str) -> dict:
+    r = raisin(*extra, "show", "--json", cwd=proj)
+    assert r.code == 0, r
+    return json.loads(r.out)["components"]
+
+
+def test_demo_realizes_and_tool_runs(demo):
+    r = raisin("realize", cwd=demo)
+    assert r.code == 0, r
+    info = _show(demo)
+    assert all(c["built"] for c in info.values())
+    hello = Path(info["hello"]["out"]) / "usr/bin/hello"
+    out = subprocess.run([str(hello), "raisin"], capture_output=True, text=True, check=True).stdout
+    assert out == "Hello, raisin!\nBuilt by raisin from pinned sources.\n"
+    # read-only, normalised
+    st = hello.stat()
+    assert st.st_mode & 0o222 == 0 and int(st.st_mtime) == 1
+    # a second realize builds nothing
+    r = raisin("realize", cwd=demo)
+    assert r.code == 0 and "nothing to build" in r.err
+    assert raisin("store", "verify", cwd=demo).code == 0
+    log = raisin("log", "hello", cwd=demo)
+    assert log.code == 0 and "+ install -Dm755 hello $out/usr/bin/hello" in log.out
+
+
+def test_same_lock_two_stores_bit_identical(demo, tmp_path):
+    assert raisin("lock", cwd=demo).code == 0
+    env_a = {"TZ": "America/New_York", "LC_ALL": "C", "LANG": "C"}
+    env_b = {"TZ": "Asia/Tokyo", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    store_a, store_b = tmp_path / "a" / "store", tmp_path / "bb" / "other-store"
+    old = os.umask(0o077)
+    try:
+        ra = raisin("--store", str(store_a), "realize", cwd=demo, env=env_a)
+    finally:
+        os.umask(old)
+    rb = raisin("--store", str(store_b), "realize", cwd=demo, env=env_b)
+    assert ra.code == 0, ra
+    assert rb.code == 0, rb
+    a = _show(demo, "--store", str(store_a))
+    b = _show(demo, "--store", str(store_b))
+    for name in a:
+        pa, pb = Path(a[name]["out"]), Path(b[name]["out"])
+        assert pa.name == pb.name
+        assert pa.parent == store_a and pb.parent == store_b
+        assert nix_hash(pa) == nix_hash(pb), name
+
+
+def test_check_passes_on_demo_and_fails_on_timestamp(demo):
+    assert raisin("realize", cwd=demo).code == 0
+    r = raisin("realize", "--check", cwd=demo)
+    assert r.code == 0, r
+    (demo / "src" / "clock").mkdir()
+    (demo / "src" / "clock" / "x").write_text("x\n")
+    with open(demo / "raisin.toml", "a") as f:
+        f.write(
+            '\n[components.clock]\nsource = { path = "src/clock" }\n'
+            'build = ["mkdir -p $out/share", "date +%s%N > $out/share/stamp", "cp x $out/share/x"]\n'
+        )
+    assert raisin("realize", "clock", cwd=demo).code == 0
+    r = raisin("realize", "--check", "clock", cwd=demo)
+    assert r.code == 1, r
+    assert "share/stamp" in r.err and "share/x" not in r.err
+
+
+def test_builds_are_hermetic(demo, tmp_path):
+    """No host network, no caller's home, no store path that is not a dependency."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    port = srv.getsockname()[1]
+    accepted = []
+
+    def accept() -> None:
+        srv.settimeout(20)
+        try:
+            conn, _ = srv.accept()
+            accepted.append(conn)
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    home = Path(os.path.expanduser("~"))
+    secret = home / f".raisin-test-secret-{os.getpid()}"
+    secret.write_text("secret\n")
+    try:
+        assert raisin("realize", cwd=demo).code == 0
+        (demo / "src" / "probe").mkdir()
+        (demo / "src" / "probe" / "p").write_text("p\n")
+        with open(demo / "raisin.toml", "a") as f:
+            f.write(
+                f"""
+[components.probe]
+source = {{ path = "src/probe" }}
+deps = ["greet"]
+build = [
+  "mkdir -p $out",
+  "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null || python3 -c 'import socket; socket.create_connection((\\"127.0.0.1\\", {port}), 2)' 2>/dev/null; then echo connected > $out/net; else echo refused > $out/net; fi",
+  "if cat {secret} > /dev/null 2>&1; then echo readable > $out/home; else echo blocked > $out/home; fi",
+  "ls /raisin/store > $out/store-listing",
+  "echo $HOME > $out/homevar",
+  "ls {demo} > /dev/null 2>&1 && echo visible > $out/project || echo hidden > $out/project",
+]
+"""
+            )
+        r = raisin("realize", "probe", cwd=demo)
+        assert r.code == 0, r
+        info = _show(demo)
+        out = Path(info["probe"]["out"])
+        assert (out / "net").read_text() == "refused\n"
+        assert not accepted
+        assert (out / "home").read_text() == "blocked\n"
+        assert (out / "homevar").read_text() == "/homeless-shelter\n"
+        assert (out / "project").read_text() == "hidden\n"
+        listing = set((out / "store-listing").read_text().split())
+        greet = Path(info["greet"]["out"]).name
+        hello = Path(info["hello"]["out"]).name
+        assert greet in listing and out.name in listing
+        assert hello not in listing  # valid, but not a dependency
+        assert len(listing) == 3  # greet, probe's source, probe's output
+    finally:
+        secret.unlink()
+        srv.close()
+
+
+def test_failure_shows_log_tail_and_keep_going(demo):
+    (demo / "src" / "bad").mkdir()
+    (demo / "src" / "bad" / "f").write_text("f\n")
+    with open(demo / "raisin.toml", "a") as f:
+        f.write(
+            '\n[components.bad]\nsource = { path = "src/bad" }\n'
+            'build = ["for i in $(seq 1 40); do echo line-$i; done", "echo about to fail >&2", "false"]\n'
+            '\n[components.after-bad]\nsource = { path = "src/bad" }\ndeps = ["bad"]\nbuild = ["mkdir $out"]\n'
+        )
+    r = raisin("realize", "-j", "1", "--keep-going", cwd=demo)
+    assert r.code == 1, r
+    assert "bad: build failed" in r.err
+    assert "line-40" in r.err and "line-10" not in r.err  # the last 25 lines only
+    assert "about to fail" in r.err and "raisin log bad" in r.err
+    assert "after-bad" in r.err  # skipped: its dependency failed
+    info = _show(demo)
+    assert info["hello"]["built"] and not info["bad"]["built"] and not info["after-bad"]["built"]
+    log = raisin("log", "bad", cwd=demo)
+    assert "line-1\n" in log.out and "+ false" in log.out
+    assert raisin("store", "verify", cwd=demo).code == 0
+
+
+def test_source_hash_mismatch_exit_2_nothing_registered(demo):
+    assert raisin("lock", cwd=demo).code == 0
+    (demo / "src" / "motd" / "motd.txt").write_text("tampered\n")
+    # the lock's own store holds the pinned content: that is what gets built
+    # a fresh store must read the directory again, and finds it changed
+    fresh = demo.parent / "fresh-store"
+    r = raisin("--store", str(fresh), "realize", cwd=demo)
+    assert r.code == 2, r
+    assert "components.motd" in r.err and "expected sha256-" in r.err and "found sha256-" in r.err
+    assert "Traceback" not in r.err
+    info = _show(demo, "--store", str(fresh))
+    assert not info["motd"]["built"] and not info["hello"]["built"]
+    assert not [p for p in fresh.iterdir() if p.name.endswith("-motd-source")]
+
+
+def test_realize_from_a_lock_alone(demo, tmp_path):
+    assert raisin("lock", cwd=demo).code == 0
+    other = tmp_path / "bare"
+    shutil.copytree(demo / "src", other / "src")
+    shutil.copy(demo / "raisin.lock", other / "handed-over.lock")
+    r = raisin("--store", str(tmp_path / "st"), "realize", "--lock", str(other / "handed-over.lock"), cwd=other)
+    assert r.code == 0, r
+    hello = list((tmp_path / "st").glob("*-hello-1.2"))
+    assert len(hello) == 1
+    assert subprocess.run([str(hello[0] / "usr/bin/hello")], capture_output=True).returncode == 0
+
+
+def test_sandbox_none_warns_and_marks(demo):
+    r = raisin("realize", "--sandbox", "none", "motd", cwd=demo)
+    assert r.code == 0, r
+    assert "without a sandbox" in r.err
+    import sqlite3
+
+    db = sqlite3.connect(demo / "store" / ".raisin" / "db.sqlite")
+    rows = db.execute("select path, sandboxed from valid_paths").fetchall()
+    assert any(p.endswith("-motd-1.0") and s == 0 for p, s in rows)
+
+
+def _chain_manifest(proj: Path, round_: int) -> None:
+    (proj / "src").mkdir(exist_ok=True)
+    (proj / "src" / "f").write_text("f\n")
+    parts = []
+    for i in range(6):
+        deps = f'deps = ["c{i - 1}"]' if i else ""
+        parts.append(
+            f'[components.c{i}]\nsource = {{ path = "src" }}\n{deps}\nenv = {{ ROUND = "{round_}" }}\n'
+            f'build = ["mkdir -p $out/data", "for j in 1 2 3 4 5 6 7 8; do head -c 200000 /dev/urandom > $out/data/blob$j; sleep 0.02; done", "echo $ROUND > $out/round"]\n'
+        )
+    (proj / "raisin.toml").write_text("\n".join(parts))
+
+
+def test_kill_9_at_random_moments_keeps_store_consistent(tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    rng = random.Random(1234)
+    kills = 0
+    for round_ in range(22):
+        _chain_manifest(proj, round_ % 3)
+        p = subprocess.Popen([RAISIN, "-q", "realize", "-j", "2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 1.2))
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            kills += 1
+        p.wait()
+        v = raisin("store", "verify", cwd=proj)
+        assert v.code == 0, (round_, v)
+    assert kills >= 20
+    r = raisin("realize", cwd=proj)
+    assert r.code == 0, r
+    assert raisin("store", "verify", cwd=proj).code == 0
+    # no leftovers: every entry in the store is a valid path
+    info = _show(proj)
+    assert all(c["built"] for c in info.values())
+
+
+def test_two_processes_build_each_path_once(demo):
+    assert raisin("lock", cwd=demo).code == 0
+    procs = [
+        subprocess.Popen([RAISIN, "realize", "-j", "2"], cwd=demo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for name in ("greet", "motd", "hello"):
+        builds = sum(err.count(f"building {name}\n") for _, err in outs)
+        assert builds == 1, (name, outs)
+    assert raisin("store", "verify", cwd=demo).code == 0
