@@ -260,3 +260,24 @@ def test_two_processes_build_each_path_once(demo):
         builds = sum(err.count(f"building {name}\n") for _, err in outs)
         assert builds == 1, (name, outs)
     assert raisin("store", "verify", cwd=demo).code == 0
+
+
+def test_verify_reports_damage_and_repair_restores(demo):
+    assert raisin("realize", cwd=demo).code == 0
+    info = _show(demo)
+    hello = Path(info["hello"]["out"]) / "usr/bin/hello"
+    os.chmod(hello.parent, 0o755)
+    os.chmod(hello, 0o755)
+    with open(hello, "ab") as f:
+        f.write(b"corruption")
+    src = next((demo / "store").glob("*-motd-source"))
+    os.chmod(src, 0o755)
+    os.chmod(src / "motd.txt", 0o644)
+    (src / "motd.txt").write_text("changed\n")
+    r = raisin("store", "verify", cwd=demo)
+    assert r.code == 1 and "hello-1.2" in r.out and "motd-source" in r.out, r
+    r = raisin("store", "verify", "--repair", cwd=demo)
+    assert r.code == 0, r
+    assert raisin("store", "verify", cwd=demo).code == 0
+    out = subprocess.run([str(hello)], capture_output=True, text=True).stdout
+    assert out.startswith("Hello, Xen!")

@@ -499,27 +499,40 @@ def verify_store(project: Project, *, repair: bool = False, report: Report = _qu
     return damaged, repaired
 
 
-def _repair(project: Project, store: Store, damaged: list[Any], report: Report) -> list[Any]:
-    from .build.scheduler import Scheduler
-    from .sources import FetchContext, materialize
+def damaged_paths(damaged: list[Any]) -> set[Any]:
+    return {d.path for d in damaged}
 
-    lk = load_lock(project) if project.lock_path.exists() else None
-    by_out = {c.out: n for n, c in lk.components.items()} if lk else {}
-    by_src = {c.source.store_path: c for c in lk.components.values()} if lk else {}
+
+def _repair(project: Project, store: Store, damaged: list[Any], report: Report) -> list[Any]:
+    """Refetch damaged sources and rebuild damaged outputs of the project's lock."""
+    from .build.scheduler import Scheduler
+    from .sources import FetchContext, fetch_tree
+
+    if not project.lock_path.exists():
+        report("no raisin.lock here: cannot tell how to rebuild the damaged paths")
+        return []
+    lk = load_lock(project)
+    by_out = {c.out: n for n, c in lk.components.items()}
+    by_src = {c.source.store_path: (n, c.source) for n, c in lk.components.items()}
+    ctx = FetchContext(store=store, base_dir=project.dir, file=project.lock_display)
     fixed = []
-    bad_paths = [d.path for d in damaged]
-    # Dependents first would be wrong: delete every damaged path (with its referrers' registration
-    # untouched is impossible), so repair = invalidate + rebuild from the lock.
-    store.invalidate(bad_paths)
-    ctx = FetchContext(store=store, base_dir=project.dir)
+    damaged = list({d.path: d for d in damaged}.values())
     for d in damaged:
         if d.path in by_src:
+            name, src = by_src[d.path]
+            ctx.component, ctx.key = name, f"components.{name}.source"
             report(f"refetching {d.path.base}")
-            materialize(by_src[d.path].source, ctx)
+            with store.tmpdir("repair-src") as tmp:
+                fetch_tree(src, ctx, tmp / "tree")
+                store.repair(d.path, tmp / "tree")
             fixed.append(d)
-    todo = [by_out[d.path] for d in damaged if d.path in by_out]
-    if todo and lk is not None:
+    outs = [by_out[d.path] for d in damaged if d.path in by_out]
+    if outs:
+        report(f"rebuilding {', '.join(outs)}")
         sched = Scheduler(store=store, lock=lk, fetch=ctx, jobs=os.cpu_count() or 1, sandbox=select_sandbox("auto"))  # type: ignore[arg-type]
-        res = sched.realize(todo)
-        fixed += [d for d in damaged if by_out.get(d.path) in res.built]
+        done = set(sched.repair(outs))
+        fixed += [d for d in damaged if by_out.get(d.path) in done]
+    for d in damaged:
+        if d.path not in by_out and d.path not in by_src:
+            report(f"cannot repair {d.path.base}: it is not in {project.lock_display}")
     return fixed

@@ -227,10 +227,11 @@ class Scheduler:
     def _source(self, name: str) -> StorePath:
         from ..sources import materialize
 
+        from dataclasses import replace
+
         comp = self.lock.components[name]
-        self.fetch.component = name
-        self.fetch.key = f"components.{name}.source"
-        return materialize(comp.source, self.fetch)
+        ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
+        return materialize(comp.source, ctx)
 
     def _build_one(self, name: str) -> str:
         from . import sandbox
@@ -277,37 +278,45 @@ class Scheduler:
         finally:
             self._jobserver.release()
 
-    def _check_one(self, name: str) -> str:
+    def rebuild_in(self, name: str, scratch: Path) -> Path:
+        """Build ``name`` again into ``scratch/out`` (mounted at its virtual path); normalised."""
         from ..store.tree import normalise
-        from ..nar import hash_path
         from . import sandbox
 
-        drv = self.drvs[name]
-        out = drv.out
+        src = self._source(name)
+        out_host = scratch / "out"
+        bdir = scratch / "build"
+        bdir.mkdir()
+        log = scratch / "build.log"
+        spec, _ = self._spec(name, out_host, bdir, src, log)
+        res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
+        if not res.ok or not out_host.exists():
+            kept = self.store.log_path(self.drvs[name].out).with_suffix(".rebuild.log")
+            shutil.copyfile(log, kept)
+            raise _BuildFailed(f"rebuild failed (exit status {res.exit_code})", kept)
+        normalise(out_host, fsync=False)
+        return out_host
+
+    def _check_one(self, name: str) -> str:
+        from ..nar import hash_path
+
+        out = self.drvs[name].out
         info = self.store.query(out)
         assert info is not None
         self._jobserver.acquire()
         try:
-            src = self._source(name)
             self.events.started(name, "checking")
             t0 = time.monotonic()
             with self.store.tmpdir(f"check-{name}") as scratch:
-                out_host = scratch / "out"
-                bdir = scratch / "build"
-                bdir.mkdir()
-                log = scratch / "build.log"
-                spec, _ = self._spec(name, out_host, bdir, src, log)
-                res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
-                if not res.ok:
-                    kept = self.store.log_path(out).with_suffix(".check.log")
-                    shutil.copyfile(log, kept)
-                    self.events.finished(name, False, time.monotonic() - t0, kept)
-                    raise _BuildFailed(f"rebuild failed (exit status {res.exit_code})", kept)
-                normalise(out_host, fsync=False)
-                again, _ = hash_path(out_host)
+                try:
+                    again_tree = self.rebuild_in(name, scratch)
+                except _BuildFailed as exc:
+                    self.events.finished(name, False, time.monotonic() - t0, exc.log)
+                    raise
+                again, _ = hash_path(again_tree)
                 if again != info.nar_hash:
-                    files = tree_differences(self.store.host_path(out), out_host)
-                    summary = _diffoscope(self.store.host_path(out), out_host)
+                    files = tree_differences(self.store.host_path(out), again_tree)
+                    summary = _diffoscope(self.store.host_path(out), again_tree)
                     self._record_diff(name, files, summary)
                     self.events.finished(name, False, time.monotonic() - t0, None, "not reproducible")
                     return "differs"
@@ -315,6 +324,26 @@ class Scheduler:
             return "checked"
         finally:
             self._jobserver.release()
+
+    def repair(self, names: list[str]) -> list[str]:
+        """Rebuild damaged valid outputs of ``names`` and swap the content back in."""
+        from .jobserver import Jobserver
+
+        fixed = []
+        self._jobserver = Jobserver(self.jobs)
+        try:
+            for name in names:
+                out = self.drvs[name].out
+                self._jobserver.acquire()
+                try:
+                    with self.store.tmpdir(f"repair-{name}") as scratch:
+                        self.store.repair(out, self.rebuild_in(name, scratch))
+                    fixed.append(name)
+                finally:
+                    self._jobserver.release()
+        finally:
+            self._jobserver.close()
+        return fixed
 
     def _record_diff(self, name: str, files: list[str], summary: str | None) -> None:
         self._diffs = getattr(self, "_diffs", {})

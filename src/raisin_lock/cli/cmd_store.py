@@ -70,7 +70,7 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out(f"damaged: {d}")
     if repaired:
         ctx.info(f"repaired {len(repaired)} path(s)")
-    if damaged and len(repaired) < len(damaged):
+    if damaged and len({d.path for d in repaired}) < len({d.path for d in damaged}):
         return 1
     ctx.info("store is consistent" if not damaged else "all damage repaired")
     return 0

@@ -155,25 +155,45 @@ def resolve(spec: SourceSpec, ctx: FetchContext, previous: LockedSource | None =
     return debian.resolve(spec, ctx)
 
 
+def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
+    """Write the pinned source's tree at ``dest`` (new) and check its NAR hash (HashMismatch)."""
+    from ..errors import HashMismatch
+    from ..nar import hash_path
+
+    if src.kind == "git":
+        from . import git as mod
+    elif src.kind == "path":
+        from . import path as mod  # type: ignore[no-redef]
+    elif src.kind == "url":
+        from . import url as mod  # type: ignore[no-redef]
+    else:
+        from . import debian as mod  # type: ignore[no-redef]
+    mod.fetch_tree(src, ctx, dest)
+    actual = hash_path(dest)[0]
+    if actual != src.nar_hash:
+        hint = f"run `raisin lock` to pin the new content of {ctx.component}" if src.kind == "path" else None
+        raise HashMismatch(
+            f"{_describe(src)}: expected {src.nar_hash.sri}, found {actual.sri}", file=ctx.file, key=ctx.key, hint=hint
+        )
+
+
+def _describe(src: LockedSource) -> str:
+    if src.kind == "git":
+        return f"commit {src.rev} of {src.url}"
+    if src.kind == "path":
+        return f"directory {src.path}"
+    if src.kind == "url":
+        return f"{src.url}"
+    return f"Debian source {src.debian} {src.debian_version}"
+
+
 def materialize(src: LockedSource, ctx: FetchContext) -> StorePath:
     """Make the pinned source a valid store path, refetching if needed; check its hash."""
     sp = src.store_path
     if ctx.store.is_valid(sp):
         return sp
-    if src.kind == "git":
-        from . import git
-
-        git.materialize(src, ctx)
-    elif src.kind == "path":
-        from . import path
-
-        path.materialize(src, ctx)
-    elif src.kind == "url":
-        from . import url
-
-        url.materialize(src, ctx)
-    else:
-        from . import debian
-
-        debian.materialize(src, ctx)
+    with ctx.store.tmpdir("source") as tmp:
+        tree = tmp / "tree"
+        fetch_tree(src, ctx, tree)
+        ctx.store.add_tree(tree, sp.name, expected=src.nar_hash)
     return sp

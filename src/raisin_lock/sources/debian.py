@@ -215,15 +215,12 @@ def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped
     )
 
 
-def materialize(src: LockedSource, ctx: FetchContext) -> None:
+def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
     assert src.debian and src.debian_version
-    with ctx.store.tmpdir("debian-src") as tmp:
-        tree, _dsc, _date = _fetch(src.debian, src.debian_version, ctx, tmp, src.file_hash)
-        actual = hash_path(tree)[0]
-        if actual != src.nar_hash:
-            raise HashMismatch(
-                f"{src.debian} {src.debian_version} unpacks to {actual.sri}, the lock expects {src.nar_hash.sri}",
-                file=ctx.file,
-                key=ctx.key,
-            )
-        ctx.store.add_tree(tree, src.store_path.name, expected=src.nar_hash)
+    scratch = dest.with_name(dest.name + ".download")
+    scratch.mkdir()
+    try:
+        tree, _dsc, _date = _fetch(src.debian, src.debian_version, ctx, scratch, src.file_hash)
+        os.rename(tree, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

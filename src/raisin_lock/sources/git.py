@@ -275,10 +275,10 @@ def _export_into_store(mirror: Path, rev: str, label: str, ctx: FetchContext, ex
     return actual
 
 
-def materialize(src: LockedSource, ctx: FetchContext) -> None:
+def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
     assert src.url and src.rev
     _, _, mirror = _resolve_rev(src.url, src.rev, ctx)
-    _export_into_store(mirror, src.rev, src.label, ctx, expected=src.nar_hash)
+    export_tree(mirror, src.rev, dest)
 
 
 def log_between(ctx: FetchContext, url: str, old: str, new: str, limit: int = 20) -> list[str] | None:

@@ -94,20 +94,6 @@ def _add(p: Path, locked: LockedSource, ctx: FetchContext) -> None:
         raise AssertionError(f"source path {info.path} != {sp}")
 
 
-def materialize(src: LockedSource, ctx: FetchContext) -> None:
+def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
     assert src.path is not None
-    p = _dir(src.path, ctx)
-    with ctx.store.tmpdir("path-src") as tmp:
-        copy = tmp / "src"
-        _copy(p, copy, ctx)
-        actual = hash_path(copy)[0]
-        if actual != src.nar_hash:
-            raise HashMismatch(
-                f"source {os.fspath(p)} changed since it was locked: expected {src.nar_hash.sri}, "
-                f"found {actual.sri}",
-                file=ctx.file,
-                key=ctx.key,
-                hint=f"run `raisin lock` to pin the new content of {ctx.component}",
-            )
-        ctx.store.add_tree(copy, src.store_path.name, expected=src.nar_hash)
-    _ = source_store_path
+    _copy(_dir(src.path, ctx), dest, ctx)

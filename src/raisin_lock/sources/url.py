@@ -109,14 +109,12 @@ def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped
     )
 
 
-def materialize(src: LockedSource, ctx: FetchContext) -> None:
+def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
     assert src.url
-    with ctx.store.tmpdir("url-src") as tmp:
-        tree, _fh, _date = _fetch_tree(src.url, ctx, tmp, src.file_hash)
-        actual = hash_path(tree)[0]
-        if actual != src.nar_hash:
-            raise HashMismatch(
-                f"{src.url} unpacks to {actual.sri}, the lock expects {src.nar_hash.sri}", file=ctx.file, key=ctx.key
-            )
-        ctx.store.add_tree(tree, src.store_path.name, expected=src.nar_hash)
-    _ = shutil
+    scratch = dest.with_name(dest.name + ".download")
+    scratch.mkdir()
+    try:
+        tree, _fh, _date = _fetch_tree(src.url, ctx, scratch, src.file_hash)
+        os.rename(tree, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -468,6 +468,33 @@ class Store:
 
     # ---- maintenance ---------------------------------------------------
 
+    def repair(self, sp: StorePath, replacement: Path) -> None:
+        """Replace a valid path's damaged content with ``replacement`` (a tree on this filesystem).
+
+        The replacement is normalised and must hash to the recorded NAR hash
+        (HashMismatch otherwise, and the damaged content stays): the record is
+        the truth, repair only restores it. The swap is two renames under the
+        path's lock; a crash between them leaves the path missing, which the
+        next ``verify`` reports and ``--repair`` fixes again.
+        """
+        with self.lock(sp):
+            info = self.query(sp)
+            if info is None:
+                raise InputError(f"{sp.base} is not a valid path", file=str(self.root))
+            tree.normalise(replacement, fsync=self._fsync)
+            actual, _ = nar.hash_path(replacement)
+            if actual != info.nar_hash:
+                raise _hash_mismatch(sp.base, info.nar_hash, actual, file=str(self.root))
+            host = self.host_path(sp)
+            trash = replacement.parent / f"damaged-{sp.digest}"
+            if os.path.lexists(host):
+                os.rename(host, trash)
+            os.rename(replacement, host)
+            if self._fsync:
+                tree.fsync_dir(self.root)
+            if os.path.lexists(trash):
+                tree.remove(trash)
+
     def cleanup(self) -> list[str]:
         """Remove leftovers of crashed or interrupted work; return what went.
 
