@@ -281,3 +281,18 @@ def test_verify_reports_damage_and_repair_restores(demo):
     assert raisin("store", "verify", cwd=demo).code == 0
     out = subprocess.run([str(hello)], capture_output=True, text=True).stdout
     assert out.startswith("Hello, Xen!")
+
+
+def test_out_is_created_by_the_build_dir_or_single_file(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "f").write_text("f\n")
+    (tmp_path / "raisin.toml").write_text(
+        '[components.d]\nsource = { path = "s" }\nbuild = ["test ! -e $out", "mkdir $out", "cp f $out/"]\n'
+        '[components.f]\nsource = { path = "s" }\nbuild = ["echo single > $out"]\n'
+    )
+    r = raisin("realize", cwd=tmp_path)
+    assert r.code == 0, r
+    info = _show(tmp_path)
+    assert (Path(info["d"]["out"]) / "f").read_text() == "f\n"
+    assert Path(info["f"]["out"]).read_text() == "single\n"
+    assert raisin("store", "verify", cwd=tmp_path).code == 0

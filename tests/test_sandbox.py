@@ -90,7 +90,8 @@ class World:
         )
 
     def build(self, steps: tuple[str, ...], **kwargs: object) -> tuple[BuildResult, Path]:
-        spec = self.spec(steps, **kwargs)  # type: ignore[arg-type]
+        # Like a Nix builder, $out does not exist at the start: create it first.
+        spec = self.spec(("mkdir $out",) + tuple(steps), **kwargs)  # type: ignore[arg-type]
         (Path(spec.out_host).parent).mkdir()
         result = run(spec)
         return result, Path(spec.out_host)
@@ -172,7 +173,7 @@ def test_store_shows_only_inputs_source_and_out(world: World) -> None:
         (
             "ls -A /raisin/store > $out/listing",
             f"test ! -e /raisin/store/{SECRET}",
-            "if touch $greet/x 2>/dev/null || touch /raisin/store/x 2>/dev/null; then exit 9; fi",
+            "if touch $greet/x 2>/dev/null || touch $src/x 2>/dev/null; then exit 9; fi",
         )
     )
     assert result.exit_code == 0, log_of(result)
@@ -245,7 +246,7 @@ def test_failing_step_stops_the_build_and_the_log_names_it(world: World) -> None
     assert not result.ok
     log = log_of(result)
     assert "+ echo first step\nfirst step\n+ test -e no-such-file\n" in log
-    assert "raisin: step 2/3 failed with exit status 1: test -e no-such-file" in log
+    assert "raisin: step 3/4 failed with exit status 1: test -e no-such-file" in log
     assert "echo never" not in log
     assert not (out / "x").exists()
 
@@ -253,7 +254,7 @@ def test_failing_step_stops_the_build_and_the_log_names_it(world: World) -> None
 def test_syntax_error_in_a_step_fails_the_build(world: World) -> None:
     result, _ = world.build(("if then",))
     assert result.exit_code == 2
-    assert "step 1/1 failed with exit status 2" in log_of(result)
+    assert "step 2/2 failed with exit status 2" in log_of(result)
 
 
 def _processes_with(arg: str) -> list[int]:
@@ -353,7 +354,7 @@ def _max_concurrency(intervals: list[tuple[float, float]]) -> int:
 
 
 def _two_concurrent_make_builds(world: World, jobserver: Jobserver | None) -> list[str]:
-    specs = [world.spec(("cat > Makefile <<'EOF'\n" + MAKEFILE + "EOF", "make"), jobs=4)]
+    specs = [world.spec(("mkdir $out", "cat > Makefile <<'EOF'\n" + MAKEFILE + "EOF", "make"), jobs=4)]
     specs.append(world.spec(specs[0].steps, jobs=4))
     results: list[BuildResult] = []
 

@@ -335,7 +335,10 @@ def run(
             argv = ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
             popen_env = env
             cwd = os.path.join(spec.build_dir_host, "src")
-        return _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
+        result = _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
+        if bwrap is not None:
+            _collect_output(spec)
+        return result
     finally:
         for fd in own_fds:
             os.close(fd)
@@ -345,23 +348,36 @@ def _in_store(path: str) -> bool:
     return path.startswith(VIRTUAL_STORE + "/") and "/" not in path[len(VIRTUAL_STORE) + 1 :]
 
 
+STORE_VIEW = "store-view"
+
+
+def _store_view(spec: BuildSpec) -> str:
+    """Host dir mounted writable at the virtual store: the build creates ``$out`` in it."""
+    return os.path.join(spec.build_dir_host, STORE_VIEW)
+
+
 def _prepare_dirs(spec: BuildSpec) -> None:
+    # $out does not exist when the build starts (builders may `mkdir $out`,
+    # or make it a single file); in bwrap mode it is created in the store
+    # view and moved to out_host afterwards (same filesystem: one rename).
+    if os.path.lexists(spec.out_host):
+        raise BuildError(f"{spec.name}: output path {spec.out_host} already exists")
     try:
-        try:
-            os.mkdir(spec.out_host)
-        except FileExistsError:
-            if not os.path.isdir(spec.out_host) or os.listdir(spec.out_host):
-                raise BuildError(
-                    f"{spec.name}: output path {spec.out_host} already exists and is not empty"
-                ) from None
-        os.chmod(spec.out_host, 0o755)  # whatever the caller's umask
-        for sub in ("src", "tmp"):
+        for sub in ("src", "tmp") + ((STORE_VIEW,) if spec.sandbox == "bwrap" else ()):
             path = os.path.join(spec.build_dir_host, sub)
             os.makedirs(path, exist_ok=True)
             os.chmod(path, 0o755)
+        os.makedirs(os.path.dirname(spec.out_host), exist_ok=True)
         os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
     except OSError as exc:
         raise BuildError(f"{spec.name}: cannot prepare the build: {exc}") from exc
+
+
+def _collect_output(spec: BuildSpec) -> None:
+    """Move ``$out`` from the store view to ``out_host`` (bwrap mode)."""
+    made = os.path.join(_store_view(spec), spec.out.rsplit("/", 1)[-1])
+    if os.path.lexists(made):
+        os.rename(made, spec.out_host)
 
 
 def _bwrap_argv(
@@ -385,12 +401,11 @@ def _bwrap_argv(
     tmp_host = os.path.join(spec.build_dir_host, "tmp")
     argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
 
-    argv += ["--perms", "0755", "--dir", VIRTUAL_STORE]
+    argv += ["--bind", _store_view(spec), VIRTUAL_STORE]
     for virtual in sorted(spec.inputs):
         argv += ["--ro-bind", spec.inputs[virtual], virtual]
     if spec.src is not None and spec.src_host is not None and spec.src not in spec.inputs:
         argv += ["--ro-bind", spec.src_host, spec.src]
-    argv += ["--bind", spec.out_host, spec.out]
 
     # Everything is mounted: freeze the tmpfs root, so nothing can be created
     # outside /build, /tmp, $out, /dev (HOME stays absent, the store listing fixed).

@@ -1,0 +1,170 @@
+"""NAR hashing: ``raisin_lock.nar.hash_path`` against ``nix-hash --type sha256``.
+
+Both sides are timed as whole processes (interpreter start and imports
+included, since ``raisin store hash`` is one), best of N after a warm-up run
+that fills the page cache, runs interleaved so that load from elsewhere hits
+both alike. Every run's hash must equal Nix's.
+
+Trees:
+
+* synthetic: 50,000 small files (0-20 KB, 500 directories, some executables
+  and symlinks) and three 100 MB files placed first, in the middle and last in
+  NAR order; deterministic contents.
+* real: the Debian bookworm source of Xen (``apt-get source xen`` through a
+  private sources list in the work directory, then ``dpkg-source -x``); if
+  that cannot be fetched, a copy of this Python's standard library.
+
+The raisin side runs with bytecode caching on (``PYTHONPYCACHEPREFIX`` in the
+work directory), as an installed package would; a ``PYTHONDONTWRITEBYTECODE``
+in the caller's environment would otherwise recompile ``nar.py`` every run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_VENV_PY = REPO / ".venv" / "bin" / "python"
+PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
+RAISIN_HASH = "from raisin_lock.nar import hash_path; import sys; print(hash_path(sys.argv[1])[0].hex)"
+MIRROR = "http://deb.debian.org/debian"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def synthetic_tree(root: Path, dirs: int = 500, files: int = 100, big_mb: int = 100) -> Path:
+    """``dirs * files`` small files plus three ``big_mb`` MB files (first, middle, last)."""
+    rnd = random.Random(20240501)
+    sizes = [0, 40, 300, 900, 2000, 4000, 7000, 12000, 20000]
+    root.mkdir(parents=True)
+    for d in range(dirs):
+        sub = root / f"d{d:03d}" / ("src" if d % 2 else "lib")
+        sub.mkdir(parents=True)
+        for f in range(files):
+            p = sub / f"file{f:03d}.c"
+            p.write_bytes(rnd.randbytes(rnd.choice(sizes)))
+            if f % 11 == 0:
+                p.chmod(0o755)
+            if f % 23 == 0:
+                os.symlink(p.name, sub / f"link{f:03d}")
+    big = [root / "000-first.img", root / f"d{dirs // 2:03d}" / "middle.img", root / "zzz-last.img"]
+    for p in big:
+        with open(p, "wb") as out:
+            for _ in range(big_mb):
+                out.write(rnd.randbytes(1 << 20))
+    return root
+
+
+def _apt(base: Path, *args: str, cwd: Path | None = None) -> None:
+    opts = [
+        f"-oDir::Etc::SourceList={base / 'sources.list'}",
+        "-oDir::Etc::SourceParts=/nonexistent",
+        f"-oDir::State::Lists={base / 'lists'}",
+        f"-oDir::Cache={base / 'cache'}",
+        "-oDebug::NoLocking=1",
+    ]
+    if os.geteuid() == 0:
+        opts.append("-oAPT::Sandbox::User=root")  # the _apt user cannot write here
+    subprocess.run(["apt-get", "-qq", *opts, *args], cwd=cwd, check=True, capture_output=True, timeout=600)
+
+
+def debian_source(workdir: Path, package: str) -> Path:
+    """Fetch and unpack a Debian bookworm source package without touching the system's apt."""
+    base = workdir / "apt"
+    if not (base / "lists").exists():
+        (base / "lists" / "partial").mkdir(parents=True)
+        (base / "cache" / "archives" / "partial").mkdir(parents=True)
+        (base / "sources.list").write_text(f"deb-src [signed-by={KEYRING}] {MIRROR} bookworm main\n")
+        _apt(base, "update")
+    dl = base / "src" / package
+    dl.mkdir(parents=True)
+    _apt(base, "source", "--download-only", package, cwd=dl)
+    dsc = next(dl.glob("*.dsc"))
+    out = workdir / f"{package}-src"
+    subprocess.run(["dpkg-source", "--no-check", "-x", dsc, out], check=True, capture_output=True, timeout=600)
+    return out
+
+
+def real_tree(workdir: Path) -> tuple[Path, str]:
+    try:
+        tree = debian_source(workdir, "xen")
+        version = next((workdir / "apt" / "src" / "xen").glob("*.dsc")).stem.split("_", 1)[1]
+        return tree, f"Xen {version} Debian source"
+    except (OSError, subprocess.SubprocessError, StopIteration) as exc:
+        print(f"# apt-get source xen failed ({exc}); using the Python stdlib", file=sys.stderr)
+    stdlib = Path(os.__file__).parent
+    tree = workdir / "stdlib"
+    shutil.copytree(stdlib, tree, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return tree, f"Python {sys.version.split()[0]} stdlib copy"
+
+
+def _count(tree: Path) -> tuple[int, int]:
+    n = size = 0
+    for dirpath, _dirs, files in os.walk(tree):
+        for f in files:
+            n += 1
+            size += os.lstat(os.path.join(dirpath, f)).st_size
+    return n, size
+
+
+def compare(name: str, tree: Path, env: dict[str, str], rounds: int = 3) -> dict[str, object]:
+    """Best-of-``rounds`` wall time of raisin and nix-hash on ``tree``, interleaved."""
+    sides = {
+        "raisin": [PYTHON, "-c", RAISIN_HASH, str(tree)],
+        "nix": ["nix-hash", "--type", "sha256", str(tree)],
+    }
+    best = {k: float("inf") for k in sides}
+    hashes = set()
+    for i in range(rounds + 1):  # round 0 warms the page cache and the bytecode cache
+        for side, cmd in sides.items():
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, env=env, check=True)
+            dt = time.perf_counter() - t0
+            hashes.add(p.stdout.decode().strip())
+            if i:
+                best[side] = min(best[side], dt)
+    if len(hashes) != 1:
+        raise RuntimeError(f"{name}: raisin and nix-hash disagree: {sorted(hashes)}")
+    files, size = _count(tree)
+    return {
+        "name": name,
+        "raisin_s": best["raisin"],
+        "reference_s": best["nix"],
+        "reference": "nix-hash --type sha256",
+        "ratio": best["raisin"] / best["nix"],
+        "goal": 1.0 if "synthetic" in name else 1.3,
+        "files": files,
+        "bytes": size,
+        "hash": hashes.pop(),
+    }
+
+
+def run(workdir: Path, quick: bool = False) -> list[dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
+    rows = []
+    if quick:
+        syn = synthetic_tree(workdir / "synthetic", dirs=50, big_mb=10)
+        rows.append(compare("nar-hash synthetic 5k+3x10MB", syn, env))
+    else:
+        syn = synthetic_tree(workdir / "synthetic")
+        rows.append(compare("nar-hash synthetic 50k+3x100MB", syn, env, rounds=3))
+    shutil.rmtree(syn)
+    tree, label = real_tree(workdir)
+    rows.append(compare(f"nar-hash {label}", tree, env, rounds=3 if quick else 7))
+    return rows
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="raisin-bench-nar-") as d:
+        for row in run(Path(d), quick="--quick" in sys.argv):
+            print(row)
