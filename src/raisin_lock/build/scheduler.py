@@ -127,7 +127,8 @@ class Scheduler:
         for n, ds in waiting.items():
             for d in ds:
                 dependents[d].append(n)
-        ready = [n for n in todo if not waiting[n]]
+        priority = _priorities(todo, dependents)
+        ready = sorted((n for n in todo if not waiting[n]), key=priority.__getitem__, reverse=True)
         running: dict[Future[str], str] = {}
         stopped = False
         self._jobserver = Jobserver(self.jobs)
@@ -173,6 +174,7 @@ class Scheduler:
                             waiting[dep].discard(name)
                             if not waiting[dep] and dep not in result.skipped:
                                 ready.append(dep)
+                        ready.sort(key=priority.__getitem__, reverse=True)
                     if stopped:
                         ready.clear()
         except KeyboardInterrupt:
@@ -351,6 +353,25 @@ class Scheduler:
 
     def diffs(self) -> dict[str, tuple[list[str], str | None]]:
         return getattr(self, "_diffs", {})
+
+
+def _priorities(todo: list[str], dependents: dict[str, list[str]]) -> dict[str, tuple[int, int, str]]:
+    """Critical-path first: longest chain of dependents below a node, then how many there are.
+
+    Build times are unknown before the first build, so chain length stands in
+    for the critical path (list scheduling by "bottom level").
+    """
+    height: dict[str, int] = {}
+    below: dict[str, set[str]] = {}
+    for n in reversed(todo):  # todo is in dependency order: dependents come later
+        kids = dependents.get(n, [])
+        height[n] = 1 + max((height[k] for k in kids), default=0)
+        acc: set[str] = set()
+        for k in kids:
+            acc.add(k)
+            acc |= below[k]
+        below[n] = acc
+    return {n: (height[n], len(below[n]), n) for n in todo}
 
 
 class _BuildFailed(Exception):
