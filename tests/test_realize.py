@@ -230,7 +230,7 @@ def test_kill_9_at_random_moments_keeps_store_consistent(tmp_path):
     rng = random.Random(1234)
     kills = 0
     for round_ in range(22):
-        _chain_manifest(proj, round_ % 3)
+        _chain_manifest(proj, round_)
         p = subprocess.Popen([RAISIN, "-q", "realize", "-j", "2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.05, 1.2))
         if p.poll() is None:
