@@ -218,7 +218,7 @@ def test_full_commit_ref_and_annotated_tag_peeled(stack):
         ('[components.a]\nsource = { path = "." }\nbuild = "make"\n', "components.a.build: expected an array", ":3"),
         ('[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["nope"]\n', "components.a.deps: unknown dependency 'nope'", ":4"),
         ('[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["b"]\n[components.b]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["a"]\n', "dependency cycle: a -> b -> a", ""),
-        ('[components.a]\nsource = { path = "." }\n', "expected exactly one of 'build'", ""),
+        ('[components.a]\nsource = { path = "." }\n', "expected 'build' (shell steps) or 'recipe'", ""),
         ('[components.a]\nsource = { path = "." }\nrecipe = "nosuch"\n', "unknown recipe 'nosuch'", ""),
     ],
 )

@@ -86,20 +86,42 @@ class LockResult:
     resolved: list[str] = field(default_factory=list)
 
 
-def _steps_for(name: str, spec: ComponentSpec, m: Manifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(expanded steps, declared build-dependency packages)."""
-    if spec.build is not None:
-        return spec.build, spec.build_deps
+def _recipe_for(name: str, spec: ComponentSpec, m: Manifest):  # type: ignore[no-untyped-def]
+    """The component's recipe (options checked), or None for plain build steps."""
+    if spec.recipe is None:
+        return None
     from . import recipe as recipes
 
-    assert spec.recipe is not None
     try:
         r = recipes.load(spec.recipe)
-        steps = recipes.expand(r, spec.options)
+        recipes.check_options(r, spec.options)
     except recipes.RecipeError as exc:
         raise m.error(f"components.{name}.recipe", str(exc)) from None
+    return r
+
+
+def _expand(
+    name: str, spec: ComponentSpec, m: Manifest, versions: dict[str, str]
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(steps, env, build-dependency packages) of a component, recipe expanded."""
+    from . import recipe as recipes
+
+    r = _recipe_for(name, spec, m)
+    env = dict(r.env) if r else {}
+    env.update(spec.env)
+    if spec.build is not None:
+        steps = spec.build
+    else:
+        assert r is not None
+        known = {"version": versions[name], **{d: versions[d] for d in spec.deps}}
+        try:
+            steps = recipes.expand(r, spec.options, known)
+        except recipes.RecipeError as exc:
+            raise m.error(f"components.{name}.recipe", str(exc)) from None
+    steps = (*spec.pre_build, *steps, *spec.post_build)
     family = _distro_family()
-    return steps, tuple(dict.fromkeys((*r.build_deps.get(family, ()), *spec.build_deps)))
+    bdeps = tuple(dict.fromkeys((*(r.build_deps.get(family, ()) if r else ()), *spec.build_deps)))
+    return steps, tuple(sorted(env.items())), bdeps
 
 
 def _distro_family() -> str:
@@ -182,20 +204,22 @@ def lock(
     if not reasons and not removed and old is not None:
         return LockResult(lock=old, written=False)
 
-    build_dep_names: dict[str, tuple[str, ...]] = {}
-    pending: dict[str, tuple[LockedSource, str, tuple[str, ...], tuple[str, ...]]] = {}
-    expanded = {name: _steps_for(name, m.components[name], m) for name in sorted(reasons)}
+    for name in sorted(reasons):
+        _recipe_for(name, m.components[name], m)  # fail on a bad recipe before fetching anything
+    resolved: dict[str, tuple[LockedSource, str]] = {}
     for name in sorted(reasons):
         spec = m.components[name]
         ctx.component, ctx.key = name, f"components.{name}.source"
         report(f"resolving {name} ({_describe_source(spec)})")
         src = resolve(spec.source, ctx)
-        version = spec.version or src.version_hint or "local"
-        steps, bdeps = expanded[name]
-        build_dep_names[name] = bdeps
-        pending[name] = (src, version, steps, bdeps)
-    all_bdeps = sorted({p for names in build_dep_names.values() for p in names})
-    versions = toolchain.package_versions(all_bdeps) if all_bdeps else {}
+        resolved[name] = (src, spec.version or src.version_hint or "local")
+    versions = {n: (resolved[n][1] if n in resolved else old.components[n].version) for n in m.components}  # type: ignore[union-attr]
+    pending: dict[str, tuple[LockedSource, str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
+    for name, (src, version) in resolved.items():
+        steps, env, bdeps = _expand(name, m.components[name], m, versions)
+        pending[name] = (src, version, steps, env, bdeps)
+    all_bdeps = sorted({p for *_, bdeps in pending.values() for p in bdeps})
+    versions_installed = toolchain.package_versions(all_bdeps) if all_bdeps else {}
 
     comps: dict[str, LockedComponent] = {}
     from .hashing import Hash
@@ -203,15 +227,15 @@ def lock(
     placeholder = Hash(b"\0" * 32)
     for name, spec in m.components.items():
         if name in pending:
-            src, version, steps, bdeps = pending[name]
+            src, version, steps, env, bdeps = pending[name]
             comps[name] = LockedComponent(
                 name=name,
                 version=version,
                 source=src,
                 steps=steps,
-                env=tuple(sorted(spec.env.items())),
+                env=env,
                 deps=tuple(sorted(spec.deps)),
-                build_deps=tuple(sorted((p, versions.get(p, "not installed")) for p in bdeps)),
+                build_deps=tuple(sorted((p, versions_installed.get(p, "not installed")) for p in bdeps)),
                 decl=decls[name],
                 out=_placeholder_out(),
                 drv=placeholder,

@@ -91,6 +91,9 @@ class ComponentSpec(_Strict):
     recipe: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     build_deps: tuple[str, ...] = Field(default=(), alias="build-deps")
+    pre_build: tuple[str, ...] = Field(default=(), alias="pre-build")
+    post_build: tuple[str, ...] = Field(default=(), alias="post-build")
+    follows: str | None = None
 
     @field_validator("env")
     @classmethod
@@ -111,8 +114,8 @@ class ComponentSpec(_Strict):
 
     @model_validator(mode="after")
     def _build_or_recipe(self) -> ComponentSpec:
-        if (self.build is None) == (self.recipe is None):
-            raise ValueError("expected exactly one of 'build' (shell steps) or 'recipe' (a built-in name)")
+        if self.build is None and self.recipe is None:
+            raise ValueError("expected 'build' (shell steps) or 'recipe' (a built-in name), or both to replace the recipe's steps")
         if self.options and self.recipe is None:
             raise ValueError("'options' goes with 'recipe'")
         if len(set(self.deps)) != len(self.deps):

@@ -1,12 +1,23 @@
 """Built-in recipes: named, versioned, declarative build descriptions.
 
-A recipe is a TOML file shipped in ``raisin_lock/recipes/``: a doc line,
-default ``options``, ``steps`` with ``@option@`` placeholders, build
-dependencies per distro family and, later, host configuration actions.
+A recipe is a TOML file shipped in ``raisin_lock/recipes/``:
+
+- ``doc``: one paragraph on what it builds and what it installs where;
+- ``[options]``: defaults a manifest may override in ``[components.NAME.options]``;
+- ``steps``: shell steps with ``@option@`` placeholders; a step may be a table
+  ``{ run = "...", when = "xen.version >= 4.7" }`` to apply only under a
+  version condition (``version`` is the component's own, ``DEP.version`` a
+  dependency's; clauses joined with ``and``; ``has DEP`` tests that a
+  dependency is declared; a bare option name tests that it is true);
+- ``env``: fixed environment (the reproducibility knobs live here);
+- ``[build-deps]``: package names per distro family (debian, fedora, opensuse);
+- ``[activate]``: host configuration actions (see :mod:`raisin_lock.activation`).
+
 Expanding a recipe gives plain steps, which is what the lock records, so a
 lock never depends on the recipe files of the raisin that reads it.
 
-Format history: v1 — doc, options, steps, build-deps.
+Format history: 1 — doc, options, steps (strings or run/when tables), env,
+build-deps, activate.
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -23,13 +35,21 @@ _PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
 
 
 @dataclass(frozen=True)
+class Step:
+    run: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     doc: str
     options: dict[str, Any]
-    steps: tuple[str, ...]
+    steps: tuple[Step, ...]
     build_deps: dict[str, tuple[str, ...]]
     text_hash: str
+    env: dict[str, str] = field(default_factory=dict)
+    activate: dict[str, Any] = field(default_factory=dict)
 
 
 class RecipeError(ValueError):
@@ -37,7 +57,9 @@ class RecipeError(ValueError):
 
 
 def available() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("raisin_lock.recipes").iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name[:-5] for p in resources.files("raisin_lock.recipes").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load(name: str) -> Recipe:
@@ -50,14 +72,28 @@ def load(name: str) -> Recipe:
     data = tomllib.loads(text)
     if data.get("format", 1) > RECIPE_FORMAT:
         raise RecipeError(f"recipe {name!r} has a newer format than this raisin understands")
+    steps = []
+    for s in data["steps"]:
+        steps.append(Step(s) if isinstance(s, str) else Step(s["run"], s.get("when")))
     return Recipe(
         name=name,
         doc=data.get("doc", ""),
         options=dict(data.get("options", {})),
-        steps=tuple(data["steps"]),
+        steps=tuple(steps),
         build_deps={k: tuple(v) for k, v in data.get("build-deps", {}).items()},
         text_hash=hashlib.sha256(text.encode()).hexdigest(),
+        env=dict(data.get("env", {})),
+        activate=dict(data.get("activate", {})),
     )
+
+
+def check_options(recipe: Recipe, options: Mapping[str, Any]) -> None:
+    unknown = set(options) - set(recipe.options)
+    if unknown:
+        raise RecipeError(
+            f"unknown option {sorted(unknown)[0]!r} for recipe {recipe.name!r} "
+            f"(expected one of: {', '.join(sorted(recipe.options)) or 'none'})"
+        )
 
 
 def _render(value: Any) -> str:
@@ -68,14 +104,75 @@ def _render(value: Any) -> str:
     return str(value)
 
 
-def expand(recipe: Recipe, options: dict[str, Any]) -> tuple[str, ...]:
-    unknown = set(options) - set(recipe.options)
-    if unknown:
-        raise RecipeError(
-            f"unknown option {sorted(unknown)[0]!r} for recipe {recipe.name!r} "
-            f"(expected one of: {', '.join(sorted(recipe.options)) or 'none'})"
-        )
+def version_key(v: str) -> tuple[tuple[int, int | str], ...]:
+    """Order versions like 4.17.5 < 4.18 < 4.18.1; non-numeric parts sort after numbers."""
+    v = re.sub(r"^\d+:", "", v)  # Debian epoch
+    parts = re.split(r"[.\-+~_]", v)
+    key: list[tuple[int, int | str]] = []
+    for p in parts:
+        m = re.match(r"^(\d+)(.*)$", p)
+        if m:
+            key.append((0, int(m.group(1))))
+            if m.group(2):
+                key.append((1, m.group(2)))
+        elif p:
+            key.append((1, p))
+    return tuple(key)
+
+
+_OPS = {
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def condition(expr: str, versions: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    """Evaluate ``when``: ``version >= 4.7 and xen.version < 4.19``, ``has ovmf``, ``not OPTION``."""
+    result = True
+    for clause in re.split(r"\s+and\s+", expr.strip()):
+        clause = clause.strip()
+        negate = clause.startswith("not ")
+        if negate:
+            clause = clause[4:].strip()
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(>=|<=|==|!=|>|<)\s*([A-Za-z0-9_.+~\-]+)", clause)
+        if m:
+            var, op, want = m.groups()
+            key = "version" if var == "version" else var[: -len(".version")] if var.endswith(".version") else None
+            if key is None:
+                raise RecipeError(f"cannot evaluate {clause!r}: expected 'version' or 'DEP.version'")
+            if key not in versions:
+                value = False
+            else:
+                value = _OPS[op](version_key(versions[key]), version_key(want))
+        elif clause.startswith("has "):
+            value = clause[4:].strip() in versions
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", clause):
+            if clause not in options:
+                raise RecipeError(f"condition {clause!r} names no option")
+            value = bool(options[clause])
+        else:
+            raise RecipeError(f"cannot evaluate condition {clause!r}")
+        result = result and (not value if negate else value)
+    return result
+
+
+def expand(
+    recipe: Recipe,
+    options: Mapping[str, Any],
+    versions: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Plain steps: conditions decided, placeholders filled.
+
+    ``versions``: the component's own version under ``"version"`` and each
+    declared dependency's version under its name.
+    """
+    check_options(recipe, options)
     merged = {**recipe.options, **options}
+    versions = versions or {}
 
     def sub(m: re.Match[str]) -> str:
         key = m.group(1)
@@ -83,4 +180,11 @@ def expand(recipe: Recipe, options: dict[str, Any]) -> tuple[str, ...]:
             raise RecipeError(f"recipe {recipe.name!r} uses undefined option @{key}@")
         return _render(merged[key])
 
-    return tuple(s for s in (_PLACEHOLDER.sub(sub, step).strip() for step in recipe.steps) if s)
+    out = []
+    for step in recipe.steps:
+        if step.when is not None and not condition(step.when, versions, merged):
+            continue
+        text = _PLACEHOLDER.sub(sub, step.run).strip()
+        if text:
+            out.append(text)
+    return tuple(out)
