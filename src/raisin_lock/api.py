@@ -169,7 +169,8 @@ def lock(
         if raw is not None:
             decls = {n: fingerprint(t) for n, t in raw.items()}
             paths = {n: t["source"]["path"] for n, t in raw.items() if isinstance(t.get("source"), dict) and "path" in t["source"]}
-            if not _stale(project, old, decls, paths, (), check, offline):
+            follows = {n: t["follows"] for n, t in raw.items() if isinstance(t.get("follows"), str)}
+            if not _stale(project, old, decls, paths, (), check, offline, follows):
                 return LockResult(lock=old, written=False)
 
     m = project.load_manifest()
@@ -191,7 +192,8 @@ def lock(
         system, tools = toolchain.system(), (toolchain.probe() if not check else dict(old.toolchain) if old else {})
     paths = {n: s.source.path for n, s in m.components.items() if s.source.path is not None}
     forced = list(m.components) if update_all else sorted(wanted)
-    reasons = _stale(project, old, decls, paths, forced, check, offline) if old is not None else {
+    follows = {n: s.follows for n, s in m.components.items() if s.follows}
+    reasons = _stale(project, old, decls, paths, forced, check, offline, follows) if old is not None else {
         n: "not in the lock" for n in m.components
     }
     store = project.store(create=not check)
@@ -207,11 +209,15 @@ def lock(
     for name in sorted(reasons):
         _recipe_for(name, m.components[name], m)  # fail on a bad recipe before fetching anything
     resolved: dict[str, tuple[LockedSource, str]] = {}
-    for name in sorted(reasons):
+    for name in _follow_order(m, reasons):
         spec = m.components[name]
         ctx.component, ctx.key = name, f"components.{name}.source"
+        source = spec.source
+        if spec.follows and source.git is not None and source.ref is None:
+            leader = resolved[spec.follows][0] if spec.follows in resolved else old.components[spec.follows].source  # type: ignore[union-attr]
+            source = source.model_copy(update={"ref": _followed_ref(name, spec, leader, ctx, m)})
         report(f"resolving {name} ({_describe_source(spec)})")
-        src = resolve(spec.source, ctx)
+        src = resolve(source, ctx)
         resolved[name] = (src, spec.version or src.version_hint or "local")
     versions = {n: (resolved[n][1] if n in resolved else old.components[n].version) for n in m.components}  # type: ignore[union-attr]
     pending: dict[str, tuple[LockedSource, str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
@@ -252,6 +258,49 @@ def lock(
     return LockResult(lock=new, written=written, resolved=sorted(pending), stale=reasons)
 
 
+# Companion revisions Xen's Config.mk names, by the recipe (or component) name.
+CONFIG_MK_VARS = {
+    "qemu-xen": "QEMU_UPSTREAM_REVISION",
+    "seabios": "SEABIOS_UPSTREAM_REVISION",
+    "ovmf": "OVMF_UPSTREAM_REVISION",
+    "qemu-traditional": "QEMU_TRADITIONAL_REVISION",
+    "mini-os": "MINIOS_UPSTREAM_REVISION",
+}
+
+
+def _follow_order(m: Manifest, names: dict[str, str]) -> list[str]:
+    """Resolve followed components before their followers."""
+    order: list[str] = []
+    for n in sorted(names):
+        chain = []
+        cur: str | None = n
+        while cur is not None and cur in names and cur not in order and cur not in chain:
+            chain.append(cur)
+            cur = m.components[cur].follows
+        order.extend(reversed(chain))
+    return order
+
+
+def _followed_ref(name: str, spec: ComponentSpec, leader: LockedSource, ctx: Any, m: Manifest) -> str:
+    """The revision of ``name`` that the followed Xen's Config.mk names."""
+    import re
+
+    var = CONFIG_MK_VARS.get(spec.recipe or "") or CONFIG_MK_VARS.get(name)
+    key = f"components.{name}.follows"
+    if var is None:
+        raise m.error(key, f"cannot follow {spec.follows!r}: no Config.mk revision is known for {name!r} "
+                      f"(known: {', '.join(sorted(CONFIG_MK_VARS))}); pin 'ref' instead")
+    config = ctx.store.host_path(leader.store_path) / "Config.mk"
+    try:
+        text = config.read_text(errors="replace")
+    except OSError:
+        raise m.error(key, f"{spec.follows!r} has no Config.mk to follow; pin 'ref' instead") from None
+    found = re.search(rf"^{var}\s*\??=\s*(\S+)\s*$", text, re.M)
+    if not found:
+        raise m.error(key, f"{spec.follows!r}'s Config.mk does not set {var}; pin 'ref' instead")
+    return found.group(1)
+
+
 def _stale(
     project: Project,
     old: Lock,
@@ -260,6 +309,7 @@ def _stale(
     forced: list[str] | tuple[str, ...],
     check: bool,
     offline: bool,
+    follows: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Why each component needs resolving again (empty: the lock stands)."""
     from .sources import FetchContext
@@ -287,6 +337,14 @@ def _stale(
     for name in old.components:
         if name not in decls:
             reasons[name] = f"no longer in {MANIFEST_NAME}"
+    if follows:
+        changed = True
+        while changed:
+            changed = False
+            for name, leader in follows.items():
+                if leader in reasons and name not in reasons and name in decls:
+                    reasons[name] = f"follows {leader}, which changed"
+                    changed = True
     return reasons
 
 
@@ -319,7 +377,33 @@ def load_lock(project: Project, *, require_manifest_match: bool = False) -> Lock
 # ------------------------------------------------------------------ show / graph / diff
 
 
+def _unlocked_view(project: Project, name: str | None) -> dict[str, Any]:
+    """show() for a manifest that has no lock yet: what is declared, nothing pinned."""
+    m = project.load_manifest()
+    if name is not None and name not in m.components:
+        raise InputError(f"unknown component {name!r} (known: {', '.join(sorted(m.components))})")
+    result: dict[str, Any] = {}
+    for n in [name] if name else sorted(m.components):
+        spec = m.components[n]
+        s = spec.source
+        result[n] = {
+            "version": spec.version or "(from the pin)",
+            "source": s.kind,
+            "url": s.git or s.path or s.url or s.debian or "",
+            "ref": s.ref or (f"follows {spec.follows}" if spec.follows else None),
+            "rev": None,
+            "nar_hash": None,
+            "out": None,
+            "built": False,
+            "deps": sorted(spec.deps),
+            "recipe": spec.recipe,
+        }
+    return {"components": result, "locked": False}
+
+
 def show(project: Project, name: str | None = None) -> dict[str, Any]:
+    if not project.lock_path.exists() and project.manifest_path.exists():
+        return _unlocked_view(project, name)
     lk = load_lock(project)
     if name is not None and name not in lk.components:
         raise InputError(f"unknown component {name!r} (known: {', '.join(sorted(lk.components))})")
@@ -340,10 +424,13 @@ def show(project: Project, name: str | None = None) -> dict[str, Any]:
             "built": c.out in valid,
             "deps": list(c.deps),
         }
-    return {"components": result}
+    return {"components": result, "locked": True}
 
 
 def graph_data(project: Project) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, Any]]]:
+    if not project.lock_path.exists() and project.manifest_path.exists():
+        view = _unlocked_view(project, None)["components"]
+        return {n: tuple(c["deps"]) for n, c in view.items()}, {n: {"version": c["version"], "out": None} for n, c in view.items()}
     lk = load_lock(project)
     edges = {n: c.deps for n, c in lk.components.items()}
     extra = {n: {"version": c.version, "out": c.out.base} for n, c in lk.components.items()}
@@ -395,7 +482,32 @@ def diff(project: Project, old_path: Path, new_path: Path | None) -> tuple[list[
     return added, removed, changed
 
 
-def init_manifest(project: Project, template: str) -> Path:
+QEMU_TRADITIONAL_BLOCK = """
+# Xen before 4.19 can still build the legacy device model; enable it with
+# `options = { qemu_traditional = true }` on xen and `"qemu-traditional"` in its deps.
+[components.qemu-traditional]
+source = { git = "https://xenbits.xen.org/git-http/qemu-xen-traditional.git" }
+follows = "xen"
+recipe = "qemu-traditional"
+"""
+DEFAULT_XEN_REF = "RELEASE-4.21.0"
+
+
+def render_template(text: str, xen_ref: str | None) -> str:
+    """Fill a template's @XEN_REF@ (any Xen >= 4.5) and its version-dependent parts."""
+    import re
+
+    from .recipe import version_key
+
+    ref = xen_ref or DEFAULT_XEN_REF
+    m = re.search(r"(\d+\.\d+(?:\.\d+)?)", ref)
+    if m and version_key(m.group(1)) < version_key("4.5"):
+        raise InputError(f"Xen {m.group(1)} is older than 4.5, the oldest raisin builds", key="--xen")
+    old_xen = bool(m) and version_key(m.group(1)) < version_key("4.19")  # type: ignore[union-attr]
+    return text.replace("@XEN_REF@", ref).replace("@QEMU_TRADITIONAL@", QEMU_TRADITIONAL_BLOCK if old_xen else "")
+
+
+def init_manifest(project: Project, template: str, xen_ref: str | None = None) -> Path:
     from importlib import resources
 
     path = project.manifest_path
@@ -407,7 +519,7 @@ def init_manifest(project: Project, template: str) -> Path:
         raise InputError(f"unknown template {template!r} (available: {', '.join(names)})", key="--template")
     project.dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(res.read_text())
+    tmp.write_text(render_template(res.read_text(), xen_ref))
     os.replace(tmp, path)
     return path
 

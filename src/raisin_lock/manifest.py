@@ -225,6 +225,12 @@ def _check_references(m: Manifest) -> None:
                     f"components.{cname}.deps",
                     f"unknown dependency {dep!r} (known: {', '.join(sorted(names))})",
                 )
+    for cname, spec in names.items():
+        if spec.follows is not None:
+            if spec.follows not in names:
+                raise m.error(f"components.{cname}.follows", f"unknown component {spec.follows!r}")
+            if spec.source.kind != "git":
+                raise m.error(f"components.{cname}.follows", "only a git source can follow another component's pins")
     for pname, prof in m.model.profiles.items():
         for c in prof.components:
             if c not in names:

@@ -9,13 +9,14 @@ from .context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="write a starter raisin.toml")
-    p.add_argument("--template", default="starter", help="starter (default)")
+    p.add_argument("--template", default="starter", help="starter (default) or xen (the whole stack)")
+    p.add_argument("--xen", default=None, metavar="REF", help="with --template xen: the Xen tag, branch or commit (>= 4.5)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..api import init_manifest
 
-    path = init_manifest(ctx.project, args.template)
+    path = init_manifest(ctx.project, args.template, args.xen)
     ctx.info(f"wrote {path}; edit it, then run `raisin lock`")
     return 0

@@ -26,15 +26,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         }
         ctx.out(json.dumps({"components": slim}, indent=2, sort_keys=True))
         return 0
+    if not data.get("locked", True):
+        ctx.info(f"{ctx.project.lock_display} does not exist yet: showing what raisin.toml declares")
     for name, c in data["components"].items():
-        mark = "built" if c["built"] else "not built"
+        mark = ("built" if c["built"] else "not built") if data.get("locked", True) else "not locked"
         ctx.out(f"{name} {c['version']}  [{mark}]")
         where = c["url"] + (f" {c['ref']}" if c["ref"] else "")
         ctx.out(f"  source   {c['source']} {where}")
         if c["rev"]:
             ctx.out(f"  rev      {c['rev']}")
-        ctx.out(f"  nar_hash {c['nar_hash']}")
-        ctx.out(f"  out      {c['out']}")
+        if c["nar_hash"]:
+            ctx.out(f"  nar_hash {c['nar_hash']}")
+            ctx.out(f"  out      {c['out']}")
         if c["deps"]:
             ctx.out(f"  deps     {', '.join(c['deps'])}")
     return 0
