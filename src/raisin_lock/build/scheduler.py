@@ -37,7 +37,7 @@ SandboxMode = Literal["bwrap", "none"]
 class Events:
     """Progress callbacks; the CLI subclasses this to print or draw."""
 
-    def planned(self, names: list[str]) -> None: ...
+    def planned(self, names: list[str], what: str = "build") -> None: ...
     def started(self, name: str, what: str) -> None: ...
     def finished(self, name: str, ok: bool, seconds: float, log: Path | None, note: str = "") -> None: ...
     def warn(self, message: str) -> None: ...
@@ -107,7 +107,7 @@ class Scheduler:
         if self.sandbox != "bwrap":
             raise InputError("--check needs the bubblewrap sandbox (it rebuilds at the same virtual path)")
         targets = [n for n in self.lock.closure(names) if n in set(names)]
-        self.events.planned(targets)
+        self.events.planned(targets, "check")
         self._run_graph(targets, result, self._check_one, independent=True)
         return result
 

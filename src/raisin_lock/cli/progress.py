@@ -24,9 +24,9 @@ class PlainEvents(Events):
             with self._lock:
                 print(msg, file=sys.stderr, flush=True)
 
-    def planned(self, names: list[str]) -> None:
+    def planned(self, names: list[str], what: str = "build") -> None:
         self.total += len(names)
-        self._say(f"{len(names)} to build: {', '.join(names)}")
+        self._say(f"{len(names)} to {what}: {', '.join(names)}")
 
     def started(self, name: str, what: str) -> None:
         self._say(f"{what} {name}")
