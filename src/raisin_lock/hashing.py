@@ -17,17 +17,15 @@ _B32_INDEX = {c: i for i, c in enumerate(NIX_BASE32_ALPHABET)}
 
 
 def nix_base32_encode(data: bytes) -> str:
-    """Encode bytes in Nix's base32 (as ``nix-hash --to-base32`` does)."""
+    """Encode bytes in Nix's base32 (as ``nix-hash --to-base32`` does).
+
+    Character ``n`` (counted from the end) holds bits ``5n .. 5n+4`` of the
+    bytes read as one little-endian integer.
+    """
     length = (len(data) * 8 + 4) // 5
-    out = []
-    for n in range(length - 1, -1, -1):
-        b = n * 5
-        i, j = divmod(b, 8)
-        c = data[i] >> j
-        if i + 1 < len(data):
-            c |= data[i + 1] << (8 - j)
-        out.append(NIX_BASE32_ALPHABET[c & 0x1F])
-    return "".join(out)
+    value = int.from_bytes(data, "little")
+    alphabet = NIX_BASE32_ALPHABET
+    return "".join(alphabet[(value >> (5 * n)) & 0x1F] for n in range(length - 1, -1, -1))
 
 
 def nix_base32_decode(text: str) -> bytes:

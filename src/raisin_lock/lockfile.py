@@ -14,7 +14,9 @@ lock in any directory, on any machine with the same toolchain. Reading uses
 ``tomllib`` and validates every key, naming it on error.
 
 Format history:
-- version 1: this layout.
+- version 1: this layout. Later additions, all optional (absent means
+  empty, so older locks read the same): ``[components.NAME.activate]``, the
+  component's activation actions (:mod:`raisin_lock.actions`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .actions import NONE as NO_ACTIONS
+from .actions import ActionError, ActivationSpec
+from .actions import parse as parse_actions
 from .derivation import Derivation, UnresolvedDerivation
 from .errors import LockError
 from .hashing import Hash
@@ -50,6 +55,7 @@ class LockedComponent:
     out: StorePath
     drv: Hash
     recipe: str | None = None
+    activate: ActivationSpec = NO_ACTIONS  # not part of the derivation
 
     def unresolved(self, system: str, toolchain: dict[str, str]) -> UnresolvedDerivation:
         return UnresolvedDerivation(
@@ -70,14 +76,23 @@ class Lock:
     system: str
     toolchain: dict[str, str]
     components: dict[str, LockedComponent] = field(default_factory=dict)
+    _memo: tuple[Any, dict[str, Derivation]] | None = field(default=None, repr=False, compare=False)
 
     def derivations(self) -> dict[str, Derivation]:
-        """Recompute every derivation from the lock's own data (dependencies first)."""
+        """Every derivation, recomputed from the lock's own data (dependencies first).
+
+        Memoised: out/drv fields do not enter a derivation, so filling them
+        in afterwards (as ``raisin lock`` does) keeps the memo valid.
+        """
+        key = tuple((n, c.unresolved(self.system, self.toolchain)) for n, c in sorted(self.components.items()))
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
         result: dict[str, Derivation] = {}
         for name in topo_order({n: c.deps for n, c in self.components.items()}):
             comp = self.components[name]
             outs = {d: result[d].out for d in comp.deps}
             result[name] = comp.unresolved(self.system, self.toolchain).resolve(outs)
+        self._memo = (key, result)
         return result
 
     def inconsistent(self) -> dict[str, str]:
@@ -157,6 +172,10 @@ def _value(v: Any) -> str:
         return str(v)
     if isinstance(v, str):
         return _s(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in sorted(v.items())) + " }"
     raise TypeError(type(v))
 
 
@@ -186,6 +205,11 @@ def dumps(lock: Lock) -> str:
         out.append(f"\n[components.{_key(name)}.source]\n")
         for k, v in c.source.to_dict().items():
             out.append(f"{_key(k)} = {_value(v)}\n")
+        actions = c.activate.to_dict()
+        if actions:
+            out.append(f"\n[components.{_key(name)}.activate]\n")
+            for k in sorted(actions):
+                out.append(f"{_key(k)} = {_value(actions[k])}\n")
     return "".join(out)
 
 
@@ -294,6 +318,7 @@ def loads(text: str, shown: str = LOCK_NAME) -> Lock:
             out=out,
             drv=drv,
             recipe=c.get("recipe"),
+            activate=_actions(c.get("activate"), f"{where}.activate", fail),
         )
     for name, comp in comps.items():
         for d in comp.deps:
@@ -305,6 +330,13 @@ def loads(text: str, shown: str = LOCK_NAME) -> Lock:
     except LockError as exc:
         raise LockError(exc.message, file=shown, key="components") from None
     return lock
+
+
+def _actions(raw: Any, where: str, fail: Any) -> ActivationSpec:
+    try:
+        return parse_actions(raw)
+    except ActionError as exc:
+        raise fail(f"{where}.{exc.key}" if exc.key else where, exc.message) from None
 
 
 def check_consistent(lock: Lock, shown: str) -> None:

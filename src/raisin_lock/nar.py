@@ -1,11 +1,55 @@
 """NAR: Nix's archive format, byte-identical to ``nix-store --dump``.
 
-A NAR is a canonical serialisation of a file tree: only type, executable bit,
-contents and symlink targets count; entries sorted by name bytes; every
-string length-prefixed (u64 LE) and padded to 8 bytes. Its SHA-256 is the
-content hash that pins sources and names store paths.
+What it is: a canonical serialisation of a file tree in which only what a
+build can observe counts: the type of each node (regular file, symlink,
+directory), whether a regular file is executable (the owner-execute bit,
+``S_IXUSR``, exactly as Nix tests it), file contents, symlink targets, and
+directory entry names. Owners, other mode bits, timestamps, hard links and
+extended attributes are not recorded; directory entries are sorted by their
+raw name bytes. The same tree therefore always gives the same bytes.
 
-This first version is a plain recursive writer; see ``dump``/``hash_path``.
+Why it exists: the SHA-256 of a NAR is the content hash that pins sources,
+names store paths and is signed in binary caches (``.narinfo``), and NARs are
+what caches and ``export``/``import`` ship around. A hash only means
+something if every implementation serialises identically, so this module is
+tested byte-for-byte against ``nix-store --dump``, ``nix-hash --type sha256``
+and ``nix-store --restore``.
+
+Grammar (every ``str`` is a little-endian u64 length, the bytes, then zero
+padding to a multiple of 8)::
+
+    nar       = str("nix-archive-1") node
+    node      = str("(") str("type") body str(")")
+    body      = str("regular") [str("executable") str("")] str("contents") str(CONTENTS)
+              | str("symlink") str("target") str(TARGET)
+              | str("directory") { str("entry") str("(") str("name") str(NAME)
+                                   str("node") node str(")") }
+
+The operations here:
+
+* :func:`dump`, :func:`iter_dump` stream the NAR of a path (any depth, bounded
+  memory, no Python recursion);
+* :func:`hash_path` gives its SHA-256 and size, reading the tree on one thread
+  while hashing on the caller's (the hashing releases the GIL);
+* :func:`restore` unpacks an *untrusted* NAR, strictly: only the canonical form
+  above is accepted (so the returned hash is also the hash of the restored
+  tree), names must be safe and strictly ascending, symlinks may not point out
+  of the archive, and a failure leaves nothing behind.
+
+Stricter than Nix on purpose: ``nix-store --restore`` (2.8) accepts unsorted
+entries (its sortedness check compares against a name reset for every entry),
+ignores data after the root node, accepts a regular node without
+``contents``, never checks symlink targets, and leaves a partial tree behind
+on error. raisin's reader refuses all of these and cleans up.
+
+Startup matters (``raisin store hash`` is a whole process): this module
+imports only cheap stdlib modules and :mod:`.hashing`; ``errors``,
+``_thread`` and ``_queue`` are imported when first needed.
+
+Version history:
+
+    v1: "nix-archive-1", the only NAR version Nix has ever written; read and
+        written here.
 """
 
 from __future__ import annotations
@@ -14,63 +58,465 @@ import hashlib
 import os
 import stat
 import struct
-from collections.abc import Callable
-from typing import Any
+import sys
 
 from .hashing import Hash
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - typing costs ~10 ms of startup otherwise
+    from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+    from typing import TypeAlias, TypeVar
+
+    from .errors import UnsafeArchive
+
+    T = TypeVar("T")
+    Chunk: TypeAlias = "bytes | memoryview | _Handoff"  # what hash_path's reader sends
+
+CHUNK = 1 << 20
+"""Upper bound on the size of every chunk :func:`iter_dump` yields."""
+
+_SMALL = 128 << 10  # files up to this size are read whole and batched
+_FLUSH = CHUNK - _SMALL - (16 << 10)  # flush early enough that a batch stays <= CHUNK
+_MAX_TOKEN = 4096  # longest non-contents string restore accepts (names, targets)
+_MAX_FDS = 64  # directory fds kept open along the current path
+_RING = 12  # chunks in flight between hash_path's two threads (<= 1 MiB each)
+_U64 = struct.Struct("<Q")
+_u64 = _U64.pack
 _PAD = b"\0" * 8
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FSENC = sys.getfilesystemencoding()
+_FSERR = sys.getfilesystemencodeerrors()
 
 
-def _str(data: bytes) -> bytes:
+def _s(data: bytes) -> bytes:
+    """One NAR string token: length, bytes, zero padding to 8."""
     n = len(data)
-    return struct.pack("<Q", n) + data + _PAD[: (-n) % 8]
+    return _u64(n) + data + _PAD[: -n % 8]
 
 
-def dump(path: str | os.PathLike[str], write: Callable[[bytes], Any]) -> int:
-    """Serialise ``path`` as a NAR, calling ``write`` with chunks; return the size."""
+_MAGIC = _s(b"nix-archive-1")
+_OPEN = _s(b"(")
+_CLOSE = _s(b")")
+_TYPE = _s(b"type")
+_REGULAR = _s(b"regular")
+_EXECUTABLE = _s(b"executable") + _s(b"")
+_CONTENTS = _s(b"contents")
+_SYMLINK = _s(b"symlink")
+_TARGET = _s(b"target")
+_DIRECTORY = _s(b"directory")
+_ENTRY = _s(b"entry")
+_NAME = _s(b"name")
+_NODE = _s(b"node")
+
+_ENTRY_NAME = _ENTRY + _OPEN + _NAME  # an entry up to its name
+_NODE_TYPE = _NODE + _OPEN + _TYPE  # after the name, up to the node's type
+_HEAD_REG = _OPEN + _TYPE + _REGULAR + _CONTENTS
+_HEAD_EXE = _OPEN + _TYPE + _REGULAR + _EXECUTABLE + _CONTENTS
+_HEAD_LNK = _OPEN + _TYPE + _SYMLINK + _TARGET
+_HEAD_DIR = _OPEN + _TYPE + _DIRECTORY
+_ENTRY_REG = _NODE_TYPE + _REGULAR + _CONTENTS
+_ENTRY_EXE = _NODE_TYPE + _REGULAR + _EXECUTABLE + _CONTENTS
+_ENTRY_LNK = _NODE_TYPE + _SYMLINK + _TARGET
+_ENTRY_DIR = _NODE_TYPE + _DIRECTORY
+_CLOSE2 = _CLOSE + _CLOSE  # end of a node and of the entry holding it
+_TAIL = [_PAD[:k] + _CLOSE2 for k in range(8)]  # after contents needing k bytes of padding
+
+
+class _DirStack:
+    """Directory fds along the current path, never more than ``_MAX_FDS`` open.
+
+    Working relative to directory fds keeps every syscall to one path
+    component, so trees deeper than ``PATH_MAX`` work and no symlink is ever
+    followed. Deep trees would exhaust the fd limit, so the shallowest fds are
+    closed as the walk descends and reopened through ``..`` of the child as it
+    climbs back (O(1) per level). Index 0 is the base and is never closed.
+    """
+
+    __slots__ = ("fds", "lo")
+
+    def __init__(self, base_fd: int) -> None:
+        self.fds = [base_fd]
+        self.lo = 1  # fds[1:lo] are closed (-1); fds[lo:] are open
+
+    def push(self, fd: int) -> None:
+        fds = self.fds
+        fds.append(fd)
+        if len(fds) - self.lo > _MAX_FDS:
+            os.close(fds[self.lo])
+            fds[self.lo] = -1
+            self.lo += 1
+
+    def pop(self) -> None:
+        fds = self.fds
+        fd = fds.pop()
+        top = len(fds) - 1
+        if top and top < self.lo:
+            fds[top] = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            self.lo = top
+        os.close(fd)
+
+    def close(self) -> None:
+        """Close every fd but the base."""
+        for fd in self.fds[self.lo :]:
+            os.close(fd)
+        del self.fds[1:]
+        self.lo = 1
+
+
+_KINDS = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+def _unsupported(path: bytes, mode: int) -> ValueError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+    return ValueError(f"{os.fsdecode(path)}: unsupported file type ({kind}) for a NAR")
+
+
+def _read_file(fd: int, size: int, path: bytes) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of ``fd``, in fresh chunks of at most CHUNK."""
+    left = size
+    while left:
+        data = os.read(fd, min(left, CHUNK))
+        if not data:
+            raise _shrank(path)
+        left -= len(data)
+        yield data
+
+
+def _shrank(path: bytes) -> ValueError:
+    return ValueError(f"{os.fsdecode(path)}: file shrank while being archived")
+
+
+def _read_rest(fd: int, view: memoryview, path: bytes) -> None:
+    """Finish a short read of a small file (rare: a file being written)."""
+    while view:
+        n = os.readv(fd, [view])
+        if not n:
+            raise _shrank(path)
+        view = view[n:]
+
+
+def _listing(fd: int) -> list[tuple[bytes, os.DirEntry[str]]]:
+    """A directory's entries sorted by raw name bytes, as Nix sorts them."""
+    with os.scandir(fd) as it:
+        entries = [(e.name.encode(_FSENC, _FSERR), e) for e in it]
+    entries.sort()  # names are unique, so DirEntry objects are never compared
+    return entries
+
+
+def _chunks(
+    root: str | os.PathLike[str] | bytes,
+    take: Callable[[], memoryview],
+    pack: Callable[[memoryview], T],
+    contents: Callable[[int, int, bytes], Iterator[T]],
+    exclude: frozenset[bytes] = frozenset(),
+) -> Generator[T | bytes, None, None]:
+    """The NAR of ``root`` as chunks of at most :data:`CHUNK` bytes.
+
+    Headers, symlinks and small files are written straight into a buffer of
+    ``CHUNK`` bytes from ``take()``, and each full buffer becomes one chunk
+    through ``pack(view)``: few hash updates or writes, and no allocation per
+    file, which matters more than it seems (fresh memory costs page faults).
+    A larger file's contents come from ``contents(fd, size, path)``.
+    The loop over a directory's entries is the hot path of hashing a source
+    tree, hence its unrolled style.
+    """
+    rootb = os.fsencode(root)
+    st = os.lstat(rootb)
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        yield _MAGIC + _HEAD_LNK + _s(os.readlink(rootb)) + _CLOSE
+        return
+    if stat.S_ISREG(mode):
+        fd = os.open(rootb, _FILE_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _unsupported(rootb, st.st_mode)
+            size = st.st_size
+            yield _MAGIC + (_HEAD_EXE if st.st_mode & 0o100 else _HEAD_REG) + _u64(size)
+            yield from contents(fd, size, rootb)
+            yield _PAD[: -size % 8] + _CLOSE
+        finally:
+            os.close(fd)
+        return
+    if not stat.S_ISDIR(mode):
+        raise _unsupported(rootb, mode)
+
+    open_, fstat, readv, close, readlink = os.open, os.fstat, os.readv, os.close, os.readlink
+    u64, pad, tail, small, flush, file_flags = _u64, _PAD, _TAIL, _SMALL, _FLUSH, _FILE_FLAGS
+    names: list[bytes] = []  # path of the current directory below root
+
+    def where(name: bytes) -> bytes:
+        return os.path.join(rootb, *names, name)
+
+    mv = take()
+    head = _MAGIC + _HEAD_DIR
+    mv[: len(head)] = head
+    pos = len(head)
+    dirs = _DirStack(open_(rootb, _DIR_FLAGS))
+    try:
+        top = _listing(dirs.fds[0])
+        if exclude:  # names left out at the top level only (a checkout's .git)
+            top = [e for e in top if e[0] not in exclude]
+        stack = [iter(top)]
+        while stack:
+            if pos >= flush:  # also after directory entries alone (trees of empty dirs)
+                yield pack(mv[:pos])
+                mv = take()
+                pos = 0
+            dfd = dirs.fds[-1]
+            for name, entry in stack[-1]:
+                n = len(name)
+                if entry.is_file(follow_symlinks=False):
+                    fd = open_(name, file_flags, dir_fd=dfd)
+                    try:
+                        st = fstat(fd)
+                        mode = st.st_mode
+                        if mode & 0o170000 != 0o100000:
+                            raise _unsupported(where(name), mode)
+                        size = st.st_size
+                        head = b"".join((
+                            _ENTRY_NAME, u64(n), name, pad[: -n % 8],
+                            _ENTRY_EXE if mode & 0o100 else _ENTRY_REG, u64(size),
+                        ))  # fmt: skip
+                        end = pos + len(head)
+                        mv[pos:end] = head
+                        if size <= small:
+                            pos = end + size
+                            if size:
+                                got = readv(fd, [mv[end:pos]])
+                                if got != size:
+                                    _read_rest(fd, mv[end + got : pos], where(name))
+                            t = tail[-size % 8]
+                            end = pos + len(t)
+                            mv[pos:end] = t
+                            pos = end
+                        else:
+                            yield pack(mv[:end])
+                            yield from contents(fd, size, where(name))
+                            mv = take()
+                            t = tail[-size % 8]
+                            mv[: len(t)] = t
+                            pos = len(t)
+                    finally:
+                        close(fd)
+                elif entry.is_dir(follow_symlinks=False):
+                    fd = open_(name, _DIR_FLAGS, dir_fd=dfd)
+                    dirs.push(fd)
+                    names.append(name)
+                    head = b"".join((_ENTRY_NAME, u64(n), name, pad[: -n % 8], _ENTRY_DIR))
+                    end = pos + len(head)
+                    mv[pos:end] = head
+                    pos = end
+                    stack.append(iter(_listing(fd)))
+                    break
+                elif entry.is_symlink():
+                    target = readlink(name, dir_fd=dfd)
+                    tn = len(target)
+                    head = b"".join((
+                        _ENTRY_NAME, u64(n), name, pad[: -n % 8],
+                        _ENTRY_LNK, u64(tn), target, pad[: -tn % 8], _CLOSE2,
+                    ))  # fmt: skip
+                    end = pos + len(head)
+                    mv[pos:end] = head
+                    pos = end
+                else:
+                    raise _unsupported(where(name), entry.stat(follow_symlinks=False).st_mode)
+                if pos >= flush:
+                    yield pack(mv[:pos])
+                    mv = take()
+                    pos = 0
+            else:
+                # This directory is done: close its node, and its entry below the root.
+                stack.pop()
+                if names:
+                    names.pop()
+                    dirs.pop()
+                    mv[pos : pos + 32] = _CLOSE2
+                    pos += 32
+                else:
+                    mv[pos : pos + 16] = _CLOSE
+                    pos += 16
+        yield pack(mv[:pos])
+    finally:
+        dirs.close()
+        close(dirs.fds[0])
+
+
+def _one_buffer() -> Callable[[], memoryview]:
+    """``take`` for a single-threaded consumer: one buffer, reused once packed."""
+    view = memoryview(bytearray(CHUNK))
+    return lambda: view
+
+
+def iter_dump(path: str | os.PathLike[str] | bytes) -> Iterator[bytes]:
+    """The NAR of ``path`` as a stream of ``bytes`` chunks, each at most 1 MiB.
+
+    ``path`` may be a file, a directory or a symlink (which is archived as
+    itself, never followed). Raises ``ValueError`` naming the path for a fifo,
+    socket or device, or for a file that shrinks while it is read; ``OSError``
+    for unreadable paths. Chunks already yielded stay valid (for uploads).
+    """
+    for chunk in _chunks(path, _one_buffer(), bytes, _read_file):
+        if chunk:
+            yield chunk
+
+
+def dump(path: str | os.PathLike[str] | bytes, write: Callable[[bytes], object]) -> int:
+    """Stream the NAR of ``path`` to ``write``; return its size in bytes.
+
+    Same bytes as ``nix-store --dump PATH``; see :func:`iter_dump` for errors.
+    """
     total = 0
-
-    def emit(b: bytes) -> None:
-        nonlocal total
-        total += len(b)
-        write(b)
-
-    def node(p: bytes) -> None:
-        st = os.lstat(p)
-        emit(_str(b"("))
-        emit(_str(b"type"))
-        if stat.S_ISREG(st.st_mode):
-            emit(_str(b"regular"))
-            if st.st_mode & 0o100:
-                emit(_str(b"executable") + _str(b""))
-            emit(_str(b"contents"))
-            emit(struct.pack("<Q", st.st_size))
-            n = 0
-            with open(p, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    n += len(chunk)
-                    emit(chunk)
-            emit(_PAD[: (-n) % 8])
-        elif stat.S_ISLNK(st.st_mode):
-            emit(_str(b"symlink") + _str(b"target") + _str(os.readlink(p)))
-        elif stat.S_ISDIR(st.st_mode):
-            emit(_str(b"directory"))
-            for name in sorted(os.listdir(p)):
-                emit(_str(b"entry") + _str(b"(") + _str(b"name") + _str(name) + _str(b"node"))
-                node(os.path.join(p, name))
-                emit(_str(b")"))
-        else:
-            raise ValueError(f"{p.decode(errors='replace')}: unsupported file type for NAR")
-        emit(_str(b")"))
-
-    emit(_str(b"nix-archive-1"))
-    node(os.fsencode(path))
+    for chunk in iter_dump(path):
+        write(chunk)
+        total += len(chunk)
     return total
 
 
-def hash_path(path: str | os.PathLike[str]) -> tuple[Hash, int]:
-    """SHA-256 of the NAR of ``path`` and the NAR's size."""
+class _Handoff:
+    """A large file whose contents :func:`hash_path`'s hashing thread reads itself."""
+
+    __slots__ = ("fd", "path", "size")
+
+    def __init__(self, fd: int, size: int, path: bytes) -> None:
+        self.fd = fd  # owned by the receiver, which closes it
+        self.size = size
+        self.path = path
+
+    def hash_into(self, update: Callable[[memoryview], object], view: memoryview) -> None:
+        try:
+            left = self.size
+            while left:
+                n = os.readv(self.fd, [view[: min(left, len(view))]])
+                if not n:
+                    raise _shrank(self.path)
+                update(view[:n])
+                left -= n
+        finally:
+            os.close(self.fd)
+
+
+def hash_path(
+    path: str | os.PathLike[str] | bytes, *, exclude: Collection[str] = ()
+) -> tuple[Hash, int]:
+    """SHA-256 of the NAR of ``path`` (what ``nix-hash --type sha256`` prints) and its size.
+
+    ``exclude``: names left out of a directory ``path``'s top level, as if
+    absent (a local checkout's ``.git``).
+
+    A reader thread walks the tree while this thread hashes; both the syscalls
+    and ``hashlib`` release the GIL, so the two overlap. Small files and
+    headers travel in 1 MiB buffers that come back to the reader once hashed
+    (fresh memory costs page faults); a file over 128 KiB travels as a file
+    descriptor that this thread reads, so that while it hashes a big file the
+    reader already works through what follows. At most ``_RING`` items are in
+    flight, which bounds memory (~``_RING`` MiB, only as much as the hashing
+    lags behind) and open files. Errors are those of :func:`iter_dump`.
+
+    ``_thread`` and ``_queue`` rather than ``threading``/``queue``: this runs
+    once per ``raisin store hash`` process, where their import time shows.
+    """
+    import _thread
+
+    try:
+        from _queue import SimpleQueue
+    except ImportError:  # pragma: no cover - non-CPython
+        from queue import SimpleQueue
+
+    items: SimpleQueue[Chunk | BaseException | None] = SimpleQueue()
+    # One token per item in flight: the reader takes one before it fills a
+    # buffer or hands off a file; this thread returns it once that is hashed
+    # (after putting the buffer back on ``free``).
+    tokens: SimpleQueue[None] = SimpleQueue()
+    for _ in range(_RING):
+        tokens.put(None)
+    stop = False
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    free: SimpleQueue[bytearray] = SimpleQueue()  # ring buffers hashed and reusable
+    allocated = 0
+
+    def take() -> memoryview:
+        nonlocal allocated
+        tokens.get()
+        if free.empty() and allocated < _RING:  # grow only as far as the hashing lags
+            allocated += 1
+            return memoryview(bytearray(CHUNK))
+        return memoryview(free.get())
+
+    def pack(view: memoryview) -> Chunk:
+        return view
+
+    def handoff(fd: int, size: int, where: bytes) -> Iterator[Chunk]:
+        tokens.get()
+        yield _Handoff(os.dup(fd), size, where)
+
+    def produce() -> None:
+        gen = _chunks(path, take, pack, handoff, frozenset(os.fsencode(x) for x in exclude))
+        try:
+            for chunk in gen:
+                if stop:
+                    break
+                items.put(chunk)
+            else:
+                items.put(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            items.put(exc)
+        finally:
+            gen.close()
+            done.release()
+
+    _thread.start_new_thread(produce, ())
     h = hashlib.sha256()
-    size = dump(path, h.update)
+    update = h.update
+    size = 0
+    view = memoryview(bytearray(CHUNK))
+    finished = False
+    try:
+        while (item := items.get()) is not None:
+            if isinstance(item, memoryview):  # a filled buffer
+                update(item)
+                size += len(item)
+                free.put(item.obj)  # type: ignore[arg-type]  # the reader may now refill it
+                tokens.put(None)
+            elif isinstance(item, _Handoff):
+                item.hash_into(update, view)
+                size += item.size
+                tokens.put(None)
+            elif isinstance(item, bytes):  # a root file's or symlink's own header
+                update(item)
+                size += len(item)
+            else:
+                raise item
+        finished = True
+    finally:
+        if not finished:  # stop the reader: it may be waiting for a token
+            stop = True
+            for _ in range(_RING):
+                tokens.put(None)
+        done.acquire()  # the reader has exited and closed its files
+        while not finished and not items.empty():
+            item = items.get_nowait()
+            if isinstance(item, _Handoff):
+                os.close(item.fd)
     return Hash(h.digest()), size
+
+
+def restore(
+    read: Callable[[int], bytes],
+    dest: str | os.PathLike[str] | bytes,
+    **kwargs: object,
+) -> tuple[Hash, int]:
+    """Unpack a NAR read from ``read`` at ``dest``; see :func:`raisin_lock.nar_restore.restore`."""
+    from .nar_restore import restore as _restore
+
+    return _restore(read, dest, **kwargs)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ network); ``materialize`` runs at realize time from the lock alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ class LockedSource:
     version_hint: str | None = field(default=None, compare=False)
     recorded_store: str | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def store_path(self) -> StorePath:
         return source_store_path(self.nar_hash, self.label)
 

@@ -33,23 +33,18 @@ def _dir(spec_path: str, ctx: FetchContext) -> Path:
 
 def _hash(p: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
     exclude = _excluder(p, ctx)
-    if not any(exclude("", name) for name in os.listdir(p)):
-        return hash_path(p)[0]
-    with ctx.store.tmpdir("path-src") as tmp:
-        copy = tmp / "src"
-        _copy(p, copy, ctx)
-        return hash_path(copy)[0]
+    return hash_path(p, exclude=[name for name in os.listdir(p) if exclude("", name)])[0]
 
 
 def _excluder(top: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
-    """Leave out ``.git`` at any depth, and the store itself when it lies inside."""
+    """Leave out ``.git`` and the store itself when it lies inside (top level)."""
     store = os.path.realpath(ctx.store.root)
     top_real = os.path.realpath(top)
 
     def exclude(rel: str, name: str) -> bool:
-        if name in IGNORED:
-            return True
-        return os.path.join(top_real, rel, name).rstrip("/") == store
+        if rel:
+            return False
+        return name in IGNORED or os.path.join(top_real, name) == store
 
     return exclude
 
