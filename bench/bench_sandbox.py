@@ -19,7 +19,7 @@ from raisin_lock.build import sandbox
 from raisin_lock.build.sandbox import BuildSpec, SandboxMode, check_sandbox
 
 ROUNDS = 20
-STEPS = ("echo hello > $out/greeting",)
+STEPS = ("mkdir $out", "echo hello > $out/greeting")
 STORE = "/raisin/store"
 
 
@@ -54,11 +54,10 @@ def _raisin_once(workdir: pathlib.Path, n: int, mode: SandboxMode) -> float:
 
 def _bare_once(workdir: pathlib.Path, n: int) -> float:
     out = workdir / f"bare-out-{n}"
-    out.mkdir()
     start = time.perf_counter()
     subprocess.run(
         ["/bin/sh", "-c", "set -eu\n" + "\n".join(STEPS)],
-        cwd=out,
+        cwd=workdir,
         env={"PATH": "/usr/bin:/bin", "out": str(out)},
         check=True,
     )
