@@ -600,6 +600,14 @@ def realize(
         from .build.scheduler import RealizeResult
 
         return RealizeResult(already_valid=valid)
+    from .builddeps import require_installed
+
+    require_installed(  # stops with the missing packages and the command that installs them
+        lk,
+        [n for n in _order if n not in valid or (check and n in selected)],
+        warn=sched.events.warn,
+        project_dir=None if lock_file else project.dir,
+    )
     sched.sandbox = select_sandbox(sandbox)  # type: ignore[assignment]
     if sched.sandbox == "none":
         sched.events.warn("building without a sandbox (--sandbox none): outputs are marked unsandboxed")

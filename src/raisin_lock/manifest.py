@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .actions import ActionError, ActivationSpec
+from .actions import parse as parse_actions
 from .errors import ManifestError
 from .manifest_quick import fingerprint
 
@@ -94,6 +96,11 @@ class ComponentSpec(_Strict):
     pre_build: tuple[str, ...] = Field(default=(), alias="pre-build")
     post_build: tuple[str, ...] = Field(default=(), alias="post-build")
     follows: str | None = None
+    activate: dict[str, Any] | None = None  # checked in load(): raisin_lock.actions
+
+    @property
+    def activation(self) -> ActivationSpec:
+        return parse_actions(self.activate)
 
     @field_validator("env")
     @classmethod
@@ -231,7 +238,14 @@ def _check_references(m: Manifest) -> None:
                 raise m.error(f"components.{cname}.follows", f"unknown component {spec.follows!r}")
             if spec.source.kind != "git":
                 raise m.error(f"components.{cname}.follows", "only a git source can follow another component's pins")
+    for cname, spec in names.items():
+        try:
+            parse_actions(spec.activate)
+        except ActionError as exc:
+            raise m.error(f"components.{cname}.activate" + (f".{exc.key}" if exc.key else ""), exc.message) from None
     for pname, prof in m.model.profiles.items():
+        if not _COMPONENT_NAME_RE.match(pname):
+            raise m.error(f"profiles.{pname}", f"invalid profile name {pname!r} (letters, digits, - _ + .)")
         for c in prof.components:
             if c not in names:
                 raise m.error(
