@@ -125,18 +125,11 @@ def _expand(
 
 
 def _distro_family() -> str:
-    try:
-        text = Path("/etc/os-release").read_text()
-    except OSError:
-        return "debian"
-    ids = ""
-    for line in text.splitlines():
-        if line.startswith(("ID=", "ID_LIKE=")):
-            ids += " " + line.split("=", 1)[1].strip('"')
-    for fam in ("debian", "fedora", "opensuse"):
-        if fam in ids or (fam == "fedora" and ("rhel" in ids or "centos" in ids)) or (fam == "opensuse" and "suse" in ids):
-            return fam
-    return "debian"
+    """The host's distro family for recipes' build-deps (debian when unknown)."""
+    from .builddeps import detect
+
+    distro, _ = detect()
+    return distro.family if distro is not None else "debian"
 
 
 def _read_old(project: Project) -> Lock | None:
