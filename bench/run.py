@@ -4,7 +4,7 @@
 Each row compares raisin with a reference measured in the same run (or a
 fixed goal for absolute timings); goals are ratios, never asserted in tests.
 
-    python bench/run.py [--only nar,lock,realize,sandbox,scheduler] [--quick]
+    python bench/run.py [--only lock,realize,scheduler,sandbox,nar,compile] [--quick] [--real]
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(SUITES))
     ap.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
+    ap.add_argument("--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources (~10 min)")
     args = ap.parse_args()
     rows: list[dict] = []
-    for suite in args.only.split(","):
+    suites = args.only.split(",") + (["real"] if args.real else [])
+    for suite in suites:
         mod = importlib.import_module(f"bench_{suite}")
         with tempfile.TemporaryDirectory(prefix=f"raisin-bench-{suite}-") as tmp:
             t0 = time.monotonic()
