@@ -209,7 +209,10 @@ def lock(
         if spec.follows and source.git is not None and source.ref is None:
             leader = resolved[spec.follows][0] if spec.follows in resolved else old.components[spec.follows].source  # type: ignore[union-attr]
             source = source.model_copy(update={"ref": _followed_ref(name, spec, leader, ctx, m)})
-        report(f"resolving {name} ({_describe_source(spec)})")
+        if source is spec.source:
+            report(f"resolving {name} ({_describe_source(spec)})")
+        else:
+            report(f"resolving {name} (git {source.git} {source.ref}, as {spec.follows}'s Config.mk names)")
         src = resolve(source, ctx)
         resolved[name] = (src, spec.version or src.version_hint or "local")
     versions = {n: (resolved[n][1] if n in resolved else old.components[n].version) for n in m.components}  # type: ignore[union-attr]
@@ -259,6 +262,11 @@ CONFIG_MK_VARS = {
     "qemu-traditional": "QEMU_TRADITIONAL_REVISION",
     "mini-os": "MINIOS_UPSTREAM_REVISION",
 }
+# The names Xen before 4.6 used for two of them. Since 4.6 Config.mk maps them
+# in a "Handle legacy options" block that comes *before* the real values
+# (`SEABIOS_UPSTREAM_REVISION ?= $(SEABIOS_UPSTREAM_TAG)`), so values that
+# reference other variables are skipped.
+CONFIG_MK_LEGACY_VARS = {"SEABIOS_UPSTREAM_REVISION": "SEABIOS_UPSTREAM_TAG", "QEMU_TRADITIONAL_REVISION": "QEMU_TAG"}
 
 
 def _follow_order(m: Manifest, names: dict[str, str]) -> list[str]:
@@ -288,10 +296,11 @@ def _followed_ref(name: str, spec: ComponentSpec, leader: LockedSource, ctx: Any
         text = config.read_text(errors="replace")
     except OSError:
         raise m.error(key, f"{spec.follows!r} has no Config.mk to follow; pin 'ref' instead") from None
-    found = re.search(rf"^{var}\s*\??=\s*(\S+)\s*$", text, re.M)
-    if not found:
-        raise m.error(key, f"{spec.follows!r}'s Config.mk does not set {var}; pin 'ref' instead")
-    return found.group(1)
+    for v in (var, CONFIG_MK_LEGACY_VARS.get(var)):
+        for found in re.finditer(rf"^[ \t]*{v}[ \t]*[:?]?=[ \t]*([^\s#]+)", text, re.M) if v else ():
+            if "$" not in found.group(1):
+                return found.group(1)
+    raise m.error(key, f"{spec.follows!r}'s Config.mk does not set {var}; pin 'ref' instead")
 
 
 def _stale(
@@ -556,8 +565,6 @@ def realize(
 ) -> Any:
     """Build what the lock says into the store; return a scheduler RealizeResult."""
     from . import lockfile
-    from .build.scheduler import Events, Scheduler
-    from .sources import FetchContext
 
     if lock_file is not None:
         shown = display_path(lock_file)
@@ -570,14 +577,27 @@ def realize(
             if not project.manifest_path.exists():
                 raise ManifestError("no such file (and no lock to build from)", file=display_path(project.manifest_path))
             report(f"{project.lock_display} is missing or out of date; locking first")
-            lock(project, offline=offline, report=report)
-        lk = load_lock(project)
+            lk = lock(project, offline=offline, report=report).lock
+        else:
+            lk = current
+        lockfile.check_consistent(lk, project.lock_display)
         base_dir = project.dir
     selected = list(names) if names else sorted(lk.components)
     for n in selected:
         if n not in lk.components:
             raise InputError(f"unknown component {n!r} (known: {', '.join(sorted(lk.components))})")
     store = project.store()
+    # The no-op path: everything valid already; no scheduler, threads or sandbox probe.
+    order = lk.closure(selected)
+    drvs = lk.derivations()
+    valid_paths = store.valid_subset([drvs[n].out for n in order])
+    if not check and len(valid_paths) == len(order):
+        from .build.scheduler import RealizeResult
+
+        return RealizeResult(already_valid=order)
+    from .build.scheduler import Events, Scheduler
+    from .sources import FetchContext
+
     ctx = FetchContext(store=store, base_dir=base_dir, offline=offline, file=display_path(lock_file or project.lock_path))
     sched = Scheduler(
         store=store,
@@ -589,10 +609,6 @@ def realize(
         events=events or Events(),
     )
     _order, valid = sched.plan(selected)
-    if not check and len(valid) == len(_order):
-        from .build.scheduler import RealizeResult
-
-        return RealizeResult(already_valid=valid)
     from .builddeps import require_installed
 
     require_installed(  # stops with the missing packages and the command that installs them

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..derivation import Derivation, dep_var
+from .events import Events
 from ..errors import BuildError, InputError, RaisinError
 
 if TYPE_CHECKING:
@@ -32,16 +33,6 @@ if TYPE_CHECKING:
     from ..store_path import StorePath
 
 SandboxMode = Literal["bwrap", "none"]
-
-
-class Events:
-    """Progress callbacks; the CLI subclasses this to print or draw."""
-
-    def planned(self, names: list[str], what: str = "build") -> None: ...
-    def started(self, name: str, what: str) -> None: ...
-    def finished(self, name: str, ok: bool, seconds: float, log: Path | None, note: str = "") -> None: ...
-    def warn(self, message: str) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass

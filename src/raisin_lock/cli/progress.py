@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..build.scheduler import Events
+from ..build.events import Events
 
 
 class PlainEvents(Events):
