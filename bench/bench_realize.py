@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from common import RAISIN, python_startup, synthetic_stack, timed
-
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+from common import RAISIN, copy_demo, python_startup, synthetic_stack, timed
 
 
 def run(workdir: Path, quick: bool = False) -> list[dict]:
     rows = []
     py = python_startup()
-    demo = workdir / "demo"
-    shutil.copytree(DEMO, demo, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
+    demo = copy_demo(workdir)
     timed([RAISIN, "realize"], cwd=demo, repeat=1)
     t = timed([RAISIN, "realize"], cwd=demo, repeat=7)
     rows.append({"name": "no-op realize, built demo", "raisin_s": t, "reference_s": py, "reference": "python -c pass", "ratio": t / 0.3, "goal": "≤ 0.3 s (goal 0.15)"})

@@ -43,3 +43,15 @@ def synthetic_stack(root: Path, n: int) -> None:
             + 'build = ["mkdir -p $out", "cp file.txt $out/"]\n'
         )
     (root / "raisin.toml").write_text("\n".join(parts))
+
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+
+
+def copy_demo(workdir: Path) -> Path:
+    """A fresh copy of the demo stack (no store, no lock)."""
+    import shutil
+
+    dst = workdir / "demo"
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
+    return dst

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .display import display_path
 from .errors import InputError, ManifestError
 from .lockfile import LOCK_NAME, Lock, LockedComponent
 from .manifest_quick import fingerprint, quick_components
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
     from .store.local import Store
 
 Report = Callable[[str], None]
-
-
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _quiet(_: str) -> None:

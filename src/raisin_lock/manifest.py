@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .actions import ActionError, ActivationSpec
 from .actions import parse as parse_actions
+from .display import display_path
 from .errors import ManifestError
 from .manifest_quick import fingerprint
 
@@ -183,13 +184,6 @@ class Manifest:
     @property
     def display(self) -> str:
         return display_path(self.path)
-
-
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def load(path: Path) -> Manifest:
