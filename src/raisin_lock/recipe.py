@@ -171,8 +171,9 @@ def expand(
     declared dependency's version under its name.
     """
     check_options(recipe, options)
-    merged = {**recipe.options, **options}
     versions = versions or {}
+    # @version@ is the component's own version; it is not a user option.
+    merged = {**recipe.options, **options, **({"version": versions["version"]} if "version" in versions else {})}
 
     def sub(m: re.Match[str]) -> str:
         key = m.group(1)

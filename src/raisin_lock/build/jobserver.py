@@ -22,16 +22,18 @@ recipes:
 - ``make -j`` or ``make -jN`` *on the command line* makes that make ignore
   the jobserver ("-jN forced in submake: resetting jobserver mode"). Steps
   should call plain ``make``: ``-jN`` already comes through ``MAKEFLAGS``.
-- The pipe must stay blocking (make 4.3 fails on ``EAGAIN``), and a make
-  killed with SIGKILL takes the tokens it held with it. :meth:`release`
-  therefore tops the pipe back up to N whenever no build is running and
-  nobody is waiting, so a cancelled build cannot shrink the budget for good.
+- GNU make sets the pipe's (shared) read end non-blocking and leaves it
+  so; :meth:`acquire` copes. A make killed with SIGKILL takes the tokens it
+  held with it: :meth:`release` therefore tops the pipe back up to N
+  whenever no build is running and nobody is waiting, so a cancelled build
+  cannot shrink the budget for good.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import struct
 import termios
 import threading
@@ -72,9 +74,16 @@ class Jobserver:
             self._check_open()
             self._waiting += 1
         try:
-            # Blocking read; a make in some build may win the race for a
-            # token, in which case we simply wait for the next one.
-            os.read(self._read, 1)
+            # A make in some build may win the race for a token, in which
+            # case we simply wait for the next one. GNU make sets the shared
+            # read end O_NONBLOCK (for its pselect) and leaves it so: wait
+            # for readability and retry rather than fail on EAGAIN.
+            while True:
+                try:
+                    os.read(self._read, 1)
+                    break
+                except BlockingIOError:
+                    select.select([self._read], [], [])
         finally:
             with self._lock:
                 self._waiting -= 1
