@@ -205,7 +205,7 @@ def parse(raw: Any) -> ActivationSpec:
         kw["disable_units"] = _units(t["disable-units"], "disable-units")
         both = set(kw["disable_units"]) & set(kw.get("units", ()))
         if both:
-            raise ActionError("disable-units", f"{sorted(both)[0]!r} is also in units")
+            raise ActionError("disable-units", f"{min(both)!r} is also in units")
     if "ldconfig" in t:
         if not isinstance(t["ldconfig"], bool):
             raise ActionError("ldconfig", f"expected true or false, found {t['ldconfig']!r}")

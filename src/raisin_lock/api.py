@@ -118,6 +118,20 @@ def _expand(
     return steps, tuple(sorted(env.items())), bdeps
 
 
+def _activation_for(name: str, spec: ComponentSpec, m: Manifest):  # type: ignore[no-untyped-def]
+    """The recipe's [activate] table overridden key by key by the component's (raisin_lock.actions)."""
+    from . import actions
+
+    base = actions.NONE
+    r = _recipe_for(name, spec, m)
+    if r is not None and r.activate:
+        try:
+            base = actions.parse(r.activate)
+        except actions.ActionError as exc:
+            raise m.error(f"components.{name}.recipe", f"recipe {spec.recipe!r}: activate.{exc}") from None
+    return actions.merge(base, spec.activation)
+
+
 def _distro_family() -> str:
     """The host's distro family for recipes' build-deps (debian when unknown)."""
     from .builddeps import detect
@@ -236,6 +250,7 @@ def lock(
                 out=_placeholder_out(),
                 drv=placeholder,
                 recipe=spec.recipe,
+                activate=_activation_for(name, spec, m),
             )
         else:
             assert old is not None
@@ -602,7 +617,11 @@ def realize(
         keep_going=keep_going,
         events=events or Events(),
     )
-    _order, valid = sched.plan(selected)
+    from .gc import guard, register_lock_root
+
+    with guard(store):  # gc cannot start between rooting the lock and seeing what is valid
+        register_lock_root(store, (lock_file or project.lock_path).absolute())
+        _order, valid = sched.plan(selected)
     from .builddeps import require_installed
 
     require_installed(  # stops with the missing packages and the command that installs them

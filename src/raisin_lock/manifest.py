@@ -2,7 +2,8 @@
 
 Components (each with one source, a version, dependencies, an environment and
 either inline ``build`` steps or a built-in ``recipe`` with ``options``),
-named ``[profiles.*]`` and an optional ``[cache]`` table. It is read with
+named ``[profiles.*]``, functional ``[tests.*]`` (:mod:`raisin_lock.testing`)
+and an optional ``[cache]`` table. It is read with
 tomlkit (so line numbers are known for syntax errors) into strict pydantic
 models (unknown keys are errors), and every problem becomes one
 :class:`~raisin_lock.errors.ManifestError` naming the file, line where known,
@@ -132,6 +133,101 @@ class ComponentSpec(_Strict):
 
 
 
+class PatternSpec(_Strict):
+    """A console pattern given as a regular expression (a plain string is a literal)."""
+
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+        return v
+
+
+class TestInputSpec(_Strict):
+    """A binary input of a test: a distro package, unpacked into the store.
+
+    ``debian-binary`` names a Debian binary package (fetched with ``apt-get
+    download``); ``version`` pins it (default: the host's apt candidate),
+    ``hash`` pins the unpacked tree's NAR hash, ``keep`` (globs) keeps only
+    the paths a test needs.
+    """
+
+    debian_binary: str = Field(alias="debian-binary")
+    version: str | None = None
+    hash: str | None = None
+    keep: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _pins(self) -> TestInputSpec:
+        if not self.debian_binary.strip():
+            raise ValueError("'debian-binary' is empty")
+        if self.hash is not None:
+            if self.version is None:
+                raise ValueError("'hash' needs 'version' too (the pin names one package version)")
+            from .hashing import Hash
+
+            try:
+                Hash.parse(self.hash)
+            except ValueError as exc:
+                raise ValueError(f"'hash': {exc}") from None
+        for g in self.keep:
+            if g.startswith("/") or ".." in g.split("/"):
+                raise ValueError(f"'keep': {g!r} must be a relative path pattern without '..'")
+        return self
+
+
+class TestSpec(_Strict):
+    """``[tests.NAME]``: a functional test of the realized stack (see raisin_lock.testing).
+
+    Every key is optional here because a manifest table may extend a recipe's
+    test of the same name; completeness (``run``) is checked when tests are
+    collected.
+    """
+
+    __test__ = False  # not a pytest class
+
+    doc: str | None = None
+    needs: tuple[str, ...] | None = None
+    after: tuple[str, ...] | None = None
+    tools: tuple[str, ...] | None = None
+    inputs: dict[str, TestInputSpec] | None = None
+    files: dict[str, str] | None = None
+    run: tuple[str, ...] | None = None
+    expect: tuple[str | PatternSpec, ...] | None = None
+    fail_on: tuple[str | PatternSpec, ...] | None = Field(default=None, alias="fail-on")
+    timeout: float | None = None
+    skip: str | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 86400:
+            raise ValueError(f"expected seconds between 0 and 86400, found {v}")
+        return v
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str] | None) -> dict[str, str] | None:
+        for name in files or {}:
+            parts = name.split("/")
+            if name.startswith("/") or ".." in parts or "" in parts:
+                raise ValueError(f"file name {name!r} must be a relative path inside the test directory")
+        return files
+
+    @field_validator("needs", "inputs")
+    @classmethod
+    def _env_able(cls, v: Any) -> Any:
+        for name in v or ():
+            if not _COMPONENT_NAME_RE.match(name) or not _ENV_NAME_RE.match(name.replace("-", "_")):
+                raise ValueError(f"invalid name {name!r} (it becomes the variable ${name.replace('-', '_')})")
+        return v
+
+
 class ProfileSpec(_Strict):
     components: tuple[str, ...]
 
@@ -145,6 +241,7 @@ class ManifestModel(_Strict):
     components: dict[str, ComponentSpec] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    tests: dict[str, TestSpec] = Field(default_factory=dict)
 
     @field_validator("components")
     @classmethod
@@ -173,6 +270,10 @@ class Manifest:
         return self.model.components
 
     @property
+    def tests(self) -> dict[str, TestSpec]:
+        return self.model.tests
+
+    @property
     def profiles(self) -> dict[str, ProfileSpec]:
         if self.model.profiles:
             return self.model.profiles
@@ -189,7 +290,7 @@ class Manifest:
 def load(path: Path) -> Manifest:
     """Read and validate a manifest; raise ManifestError on any problem."""
     import tomlkit
-    from tomlkit.exceptions import ParseError
+    from tomlkit.exceptions import ParseError, TOMLKitError
 
     shown = display_path(path)
     try:
@@ -208,6 +309,8 @@ def load(path: Path) -> Manifest:
         raise ManifestError(
             f"invalid TOML: {msg} (column {exc.col})", file=shown, line=exc.line
         ) from None
+    except TOMLKitError as exc:  # e.g. KeyAlreadyPresent: a key given twice
+        raise ManifestError(f"invalid TOML: {exc}", file=shown) from None
     try:
         model = ManifestModel.model_validate(doc)
     except ValidationError as exc:
@@ -237,6 +340,9 @@ def _check_references(m: Manifest) -> None:
             parse_actions(spec.activate)
         except ActionError as exc:
             raise m.error(f"components.{cname}.activate" + (f".{exc.key}" if exc.key else ""), exc.message) from None
+    for tname in m.model.tests:
+        if not _COMPONENT_NAME_RE.match(tname):
+            raise m.error(f"tests.{tname}", f"invalid test name {tname!r} (letters, digits, - _ + .)")
     for pname, prof in m.model.profiles.items():
         if not _COMPONENT_NAME_RE.match(pname):
             raise m.error(f"profiles.{pname}", f"invalid profile name {pname!r} (letters, digits, - _ + .)")
@@ -283,6 +389,14 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         return ProfileSpec
     if parts[0] == "cache" and len(parts) == 1:
         return CacheSpec
+    if parts[0] == "tests":
+        if len(parts) == 2:
+            return TestSpec
+        if len(parts) == 4 and parts[2] == "inputs":
+            return TestInputSpec
+        if len(parts) == 3 and parts[2] in ("expect", "fail-on"):
+            return PatternSpec
+        return None
     return None
 
 
@@ -290,9 +404,24 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
+_UNION_TAGS = ("str", "PatternSpec")  # pydantic's names for the branches of `str | PatternSpec`
+
+
 def _translate(exc: ValidationError, shown: str, text: str) -> ManifestError:
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    errors = exc.errors()
+    err = errors[0]
+    if err["loc"] and err["loc"][-1] == "str" and any("PatternSpec" in e["loc"] for e in errors):
+        if not isinstance(err.get("input"), dict):
+            key = ".".join(str(p) for p in err["loc"][:-1])
+            return ManifestError(
+                f'expected a string (a literal) or a table {{ regex = "..." }}, found {_describe(err.get("input"))}',
+                file=shown, line=locate(text, key), key=key,
+            )
+        branch = [e for e in errors if "PatternSpec" in e["loc"]]
+        err = next((e for e in branch if e["type"] == "extra_forbidden"), branch[0])
+    loc = tuple(
+        p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in _UNION_TAGS))
+    )
     kind = err["type"]
     if kind == "extra_forbidden":
         parent, bad = loc[:-1], loc[-1]

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-TOP_LEVEL = {"components", "profiles", "cache"}
+TOP_LEVEL = {"components", "profiles", "cache", "tests"}
 
 
 def fingerprint(table: Any) -> str:

@@ -11,13 +11,24 @@ A recipe is a TOML file shipped in ``raisin_lock/recipes/``:
   dependency is declared; a bare option name tests that it is true);
 - ``env``: fixed environment (the reproducibility knobs live here);
 - ``[build-deps]``: package names per distro family (debian, fedora, opensuse);
-- ``[activate]``: host configuration actions (see :mod:`raisin_lock.activation`).
+- ``[activate]``: host configuration actions (see :mod:`raisin_lock.activation`);
+- ``[tests.NAME]``: functional tests of what the recipe builds, run by
+  ``raisin test`` (see :mod:`raisin_lock.testing`). Same keys as a manifest's
+  ``[tests.NAME]`` (doc, needs, after, tools, inputs, files, run, expect,
+  fail-on, timeout, skip), with two differences: ``needs`` names *recipes*
+  (each maps to the stack's component built with that recipe, whatever it is
+  called, and ``$xen``/``@xen.version@`` are named after the recipe), and
+  the recipe's options are placeholders too (``@extraversion@``, with the
+  component's values). A recipe's tests exist in a stack that has a
+  component built with it; a manifest table of the same name extends or
+  overrides one key by key (``inputs`` entry by entry).
 
 Expanding a recipe gives plain steps, which is what the lock records, so a
 lock never depends on the recipe files of the raisin that reads it.
 
 Format history: 1 — doc, options, steps (strings or run/when tables), env,
-build-deps, activate.
+build-deps, activate; tests added within format 1 (recipes ship with the
+raisin that reads them, and a lock never records them).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ class Recipe:
     text_hash: str
     env: dict[str, str] = field(default_factory=dict)
     activate: dict[str, Any] = field(default_factory=dict)
+    tests: dict[str, Any] = field(default_factory=dict)  # name -> manifest.TestSpec
 
 
 class RecipeError(ValueError):
@@ -84,7 +96,25 @@ def load(name: str) -> Recipe:
         text_hash=hashlib.sha256(text.encode()).hexdigest(),
         env=dict(data.get("env", {})),
         activate=dict(data.get("activate", {})),
+        tests=_tests(name, data.get("tests", {})),
     )
+
+
+def _tests(recipe: str, tables: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's ``[tests.*]``, validated with the manifest's model."""
+    from pydantic import ValidationError
+
+    from .manifest import TestSpec
+
+    tests = {}
+    for tname, table in tables.items():
+        try:
+            tests[tname] = TestSpec.model_validate(table)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise RecipeError(f"recipe {recipe!r}: tests.{tname}.{where}: {err['msg']}") from None
+    return tests
 
 
 def check_options(recipe: Recipe, options: Mapping[str, Any]) -> None:

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v = s.add_parser("verify", help="rehash every valid path; exit 1 on damage")
     v.add_argument("--repair", action="store_true")
     v.set_defaults(run=run_verify)
+    o = s.add_parser("optimise", help="hard-link identical files across store paths")
+    o.set_defaults(run=run_optimise)
 
 
 def _check_path(path: str) -> None:
@@ -73,4 +75,15 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     if damaged and len({d.path for d in repaired}) < len({d.path for d in damaged}):
         return 1
     ctx.info("store is consistent" if not damaged else "all damage repaired")
+    return 0
+
+
+def run_optimise(args: argparse.Namespace, ctx: Context) -> int:
+    from ..api_profiles import optimise
+    from .cmd_gc import human
+
+    res = optimise(ctx.project)
+    if res.paths_skipped:
+        ctx.info(f"skipped {res.paths_skipped} path(s) in use by another process")
+    ctx.out(f"{res.bytes_saved} bytes saved ({human(res.bytes_saved)}), {res.files_linked} files hard-linked")
     return 0

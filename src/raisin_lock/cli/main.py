@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store", "install_builddep", "import_config"]
+COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store", "install_builddep", "import_config", "profile", "gc", "test"]
 
 
 class _Parser(argparse.ArgumentParser):

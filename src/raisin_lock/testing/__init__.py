@@ -1,0 +1,27 @@
+"""Functional tests of the realized stack: ``raisin test``.
+
+A test is declared as ``[tests.NAME]`` in a recipe (it then exists in every
+stack with a component built by that recipe) or in ``raisin.toml`` (which
+may also extend or override a recipe's test of the same name). It names the
+components it ``needs``, host ``tools`` it runs (QEMU), binary ``inputs``
+(distro packages, pinned and unpacked into the store), ``files`` to write,
+shell ``run`` steps, console patterns it must ``expect`` in order and any
+that ``fail-on`` at once, a ``timeout``, and the tests it comes ``after``.
+
+Why this exists: the old Raisin's ``raise test`` needed a host booted into
+Xen. These tests boot what raisin built under QEMU's software emulation, so
+any Linux laptop or CI runner can run them; the console is the oracle.
+
+- :mod:`.spec` — collecting tests from recipes and the manifest: ``TestCase``.
+- :mod:`.inputs` — Debian binary packages as pinned store paths.
+- :mod:`.console` — one run: the process group, the log, the patterns, the clock.
+- :mod:`.runner` — the use case: realize, order, skip, run, results.
+- :mod:`.junit` — JUnit XML for CI.
+"""
+
+from __future__ import annotations
+
+from .runner import TestResult, TestRun, run_tests
+from .spec import TestCase, collect
+
+__all__ = ["TestCase", "TestResult", "TestRun", "collect", "run_tests"]
