@@ -22,6 +22,8 @@ What applying a generation does, in order:
    ``NAME.raisin-new`` (with a warning), unless raisin's version did not
    change. Directories in the root that are symlinks (``lib -> usr/lib``)
    are followed, confined to the root.
+   Then ``raisin/store`` in the root becomes a link to the store, so the
+   store paths outputs refer to (at the fixed path builds saw) resolve.
 2. **Generated files** from the components' typed actions
    (:mod:`raisin_lock.host_actions`): the ld.so configuration, GRUB
    snippets, bridge configuration -- all under ``etc/``, so the same rules.
@@ -50,7 +52,7 @@ from .errors import InputError, RaisinError
 from .journal import Journal
 from .profiles import GenerationInfo, MergedEntry, read_info
 from .root_view import RootView, sha_file
-from .store_path import StorePath
+from .store_path import VIRTUAL_STORE, StorePath
 
 if TYPE_CHECKING:
     from .store.local import Store
@@ -224,6 +226,13 @@ def plan_apply(
                 place_file(rel, src, sha, mode, "copy   ")
         else:
             place_link(rel, str(src))
+
+    # Outputs refer to one another at the path builds saw them (libxl's SeaBIOS
+    # path, RPATHs...): make /raisin/store resolve in the root, to this store.
+    virtual = VIRTUAL_STORE.lstrip("/")
+    if os.path.realpath(root / virtual) != os.path.realpath(store_root):
+        ensure_dir(virtual.rsplit("/", 1)[0])
+        place_link(virtual, str(store_root))
 
     generated, actions = _plan_actions(target, root, store_root)
     for g in generated:
