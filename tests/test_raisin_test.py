@@ -177,6 +177,10 @@ timeout = 30
 [tests.status-ok]
 run = ["true"]
 
+[tests.unterminated]
+run = ["printf 'no newline'", "printf 'again'", "true"]
+expect = [{ regex = '^no newline$' }, { regex = '^again$' }]
+
 [tests.status-bad]
 run = ["echo about to fail", "exit 3"]
 """,
@@ -184,7 +188,9 @@ run = ["echo about to fail", "exit 3"]
     r = raisin("test", cwd=proj)
     assert r.code == 1, r
     rows = _rows(r.out)
-    assert [rows[n][1] for n in ("step-fails", "header-only", "status-ok", "status-bad")] == ["FAIL", "FAIL", "pass", "FAIL"]
+    assert [rows[n][1] for n in ("step-fails", "header-only", "status-ok", "unterminated", "status-bad")] == [
+        "FAIL", "FAIL", "pass", "pass", "FAIL",
+    ]
     assert "error: step-fails: step 2/3 failed with exit status 1: false before 'never' appeared" in r.err
     assert "error: header-only: the steps ended before 'READY' appeared" in r.err
     assert "error: status-bad: step 2/2 failed with exit status 3: exit 3" in r.err
@@ -509,6 +515,7 @@ EXAMPLE = ROOT / "examples" / "xen-debian"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_debian_binary_input_is_fetched_pinned_and_checked(tmp_path: Path) -> None:
     if shutil.which("apt-get") is None:
         pytest.skip("needs apt-get")
@@ -538,6 +545,7 @@ bb = {unpinned}
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # builds Xen first: ~5 min alone on 2 cores, much more on a busy machine
 def test_real_stack_boots_under_qemu(tmp_path: Path) -> None:
     """seabios-boots, xen-boots, dom0-boots, busybox-pv on examples/xen-debian (builds it: ~5-7 min)."""
     if shutil.which("qemu-system-x86_64") is None or shutil.which("apt-get") is None:

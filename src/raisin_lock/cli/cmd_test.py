@@ -28,14 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _list(ctx: Context, cases: dict[str, TestCase]) -> int:
-    from ..testing.runner import _static_skip
+    from ..testing.runner import static_skip
 
     if not cases:
         ctx.info("no tests: no recipe of this stack and no [tests.*] in raisin.toml declares one")
         return 0
     width = max(len(n) for n in cases)
     for name, case in cases.items():
-        why = _static_skip(case)
+        why = static_skip(case)
         needs = ", ".join(f"{n}={c}" if c and c != n else n for n, c in case.needs.items()) or "-"
         ctx.out(f"{name:<{width}}  {case.origin}; needs {needs}; timeout {case.timeout:g}s"
                 + (f"; after {', '.join(case.after)}" if case.after else "")

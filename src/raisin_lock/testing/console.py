@@ -84,8 +84,9 @@ class _Watch:
         for line in lines:
             self._line(line.rstrip("\r"), log)
         # An unfinished line (a prompt, "Reboot in five seconds...") is matched too.
-        if self.partial and not self.partial.startswith(MARK):
-            self._match(self.joined + self.partial)
+        unfinished = self.partial.split(MARK, 1)[0]
+        if unfinished:
+            self._match(self.joined + unfinished)
 
     def flush(self, log: object) -> None:
         if self.partial:
@@ -93,6 +94,11 @@ class _Watch:
             self.partial = ""
 
     def _line(self, line: str, log: object) -> None:
+        cut = line.find(MARK)
+        if cut > 0:
+            # Output without a final newline, then raisin's next header: two lines.
+            self._line(line[:cut], log)
+            line = line[cut:]
         if line.startswith(MARK):
             text = line[len(MARK):]
             log.write(text + "\n")  # type: ignore[attr-defined]

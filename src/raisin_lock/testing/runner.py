@@ -97,7 +97,8 @@ def load(project: Project, *, offline: bool = False, progress: Progress | None =
     return lk, collect(lk, manifest)
 
 
-def _static_skip(case: TestCase) -> str | None:
+def static_skip(case: TestCase) -> str | None:
+    """Why ``case`` cannot run on this host with this stack, before anything is built; None if it can."""
     if case.skip is not None:
         return case.skip
     if case.absent:
@@ -105,7 +106,7 @@ def _static_skip(case: TestCase) -> str | None:
         return f"needs {what}, which this stack does not have"
     missing = [t for t in case.tools if shutil.which(t) is None]
     if missing:
-        return f"{', '.join(missing)} not installed" + (" (apt-get install qemu-system-x86)" if any(t.startswith("qemu-system-") for t in missing) else "")
+        return f"{', '.join(missing)} not installed" + (" (Debian: apt-get install qemu-system-x86)" if any(t.startswith("qemu-system-") for t in missing) else "")
     return None
 
 
@@ -130,7 +131,7 @@ def run_tests(
         if n not in cases:
             raise InputError(f"unknown test {n!r} (known: {', '.join(cases) or 'none: no recipe or raisin.toml declares tests'})")
     sequence = order(cases, list(names) if names else list(cases))
-    static = {n: _static_skip(cases[n]) for n in sequence}
+    static = {n: static_skip(cases[n]) for n in sequence}
     needed = sorted({c for n in sequence if static[n] is None for c in cases[n].components})
     broken: set[str] = set()
     if needed:
@@ -161,7 +162,7 @@ def _one(
     case: TestCase,
     lk: Lock,
     store: Any,
-    static_skip: str | None,
+    skip_reason: str | None,
     broken: set[str],
     done: dict[str, TestResult],
     workroot: Path,
@@ -172,8 +173,8 @@ def _one(
     def result(status: Status, reason: str, **kw: Any) -> TestResult:
         return TestResult(case.name, case.origin, status, reason, **kw)
 
-    if static_skip is not None:
-        return result("skipped", static_skip)
+    if skip_reason is not None:
+        return result("skipped", skip_reason)
     for a in case.after:
         if done[a].status != "passed":
             return result("skipped", f"comes after {a}, which {'was skipped' if done[a].status == 'skipped' else 'did not pass'}")
