@@ -78,3 +78,16 @@ def nix_hash(path: Path) -> str:
 @pytest.fixture
 def run():
     return raisin
+
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """A fresh copy of the demo stack: no store, no lock, no profiles."""
+    import shutil
+
+    dst = tmp_path / "demo"
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
+    return dst

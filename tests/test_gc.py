@@ -18,11 +18,6 @@ from conftest import RAISIN, raisin
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Path:
-    dst = tmp_path / "demo"
-    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
-    return dst
 
 
 def _db(proj: Path) -> tuple[set[str], dict[str, set[str]]]:

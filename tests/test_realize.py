@@ -20,11 +20,6 @@ from conftest import RAISIN, nix_hash, raisin
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Path:
-    dst = tmp_path / "demo"
-    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
-    return dst
 
 
 def _show(proj: Path, *extra: str) -> dict:
