@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import RAISIN, nix_hash, raisin
 

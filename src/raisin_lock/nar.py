@@ -64,10 +64,9 @@ from .hashing import Hash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing costs ~10 ms of startup otherwise
-    from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+    from collections.abc import Callable, Collection, Generator, Iterator
     from typing import TypeAlias, TypeVar
 
-    from .errors import UnsafeArchive
 
     T = TypeVar("T")
     Chunk: TypeAlias = "bytes | memoryview | _Handoff"  # what hash_path's reader sends

@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import HashMismatch, SourceError
+from ..errors import SourceError
 from ..nar import hash_path
-from . import DEFAULT_DATE, FetchContext, LockedSource, make_label, source_store_path
+from . import DEFAULT_DATE, FetchContext, LockedSource, make_label
 
 IGNORED = {".git"}
 
