@@ -571,8 +571,14 @@ def realize(
     lock_file: Path | None = None,
     events: Any = None,
     report: Report = _quiet,
+    substituters: list[str] | None = None,
+    trusted_keys: list[str] | None = None,
+    fallback: bool = True,
 ) -> Any:
-    """Build what the lock says into the store; return a scheduler RealizeResult."""
+    """Build what the lock says into the store; return a scheduler RealizeResult.
+
+    ``substituters``/``trusted_keys`` add to the manifest's ``[cache]`` table;
+    ``jobs=0`` builds nothing locally (substitute only)."""
     from . import lockfile
 
     if lock_file is not None:
@@ -608,14 +614,25 @@ def realize(
     from .sources import FetchContext
 
     ctx = FetchContext(store=store, base_dir=base_dir, offline=offline, file=display_path(lock_file or project.lock_path))
+    events = events or Events()
+    from .api_cache import make_substituters
+
+    subs = make_substituters(
+        project if lock_file is None else None, substituters or [], trusted_keys or [], warn=events.warn, offline=offline
+    )
+    njobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    if njobs == 0 and not subs:
+        raise InputError("-j 0 builds nothing locally: give a --substituter (or [cache] substituters)", key="-j")
     sched = Scheduler(
         store=store,
         lock=lk,
         fetch=ctx,
-        jobs=max(1, jobs or os.cpu_count() or 1),
+        jobs=njobs,
         sandbox="none",
         keep_going=keep_going,
-        events=events or Events(),
+        events=events,
+        substituters=subs or None,
+        fallback=fallback,
     )
     from .gc import guard, register_lock_root
 
@@ -624,24 +641,34 @@ def realize(
         _order, valid = sched.plan(selected)
     from .builddeps import require_installed
 
+    missing = [n for n in _order if n not in valid]
+    offered = sched.query_substitutes(missing) if subs and not check else set()
+    to_build = [n for n in missing if n not in offered]
+    if njobs == 0 or not fallback:
+        to_build = []  # nothing is built locally (what no cache offers fails)
     require_installed(  # stops with the missing packages and the command that installs them
         lk,
-        [n for n in _order if n not in valid or (check and n in selected)],
+        [*to_build, *(n for n in selected if check and n not in to_build)],
         warn=sched.events.warn,
         project_dir=None if lock_file else project.dir,
     )
-    sched.sandbox = select_sandbox(sandbox)  # type: ignore[assignment]
-    if sched.sandbox == "none":
+    if to_build or check:
+        sched.sandbox = select_sandbox(sandbox)  # type: ignore[assignment]
+    else:
+        sched.sandbox_request = sandbox  # chosen only if a substitution falls back to a build
+    if sched.sandbox == "none" and sched.sandbox_request is None:
         sched.events.warn("building without a sandbox (--sandbox none): outputs are marked unsandboxed")
     store.cleanup()
     from . import toolchain
 
-    for line in toolchain.differences(lk.toolchain, toolchain.probe()):
+    for line in toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else ():
         sched.events.warn(f"toolchain differs from the lock's record: {line}")
     try:
         return sched.check(selected) if check else sched.realize(selected)
     finally:
         sched.events.close()
+        if subs:
+            subs.close()
 
 
 def build_log(project: Project, name: str) -> Path:

@@ -7,6 +7,13 @@ store lock from "is it valid?" to registration, so two raisin processes on
 one store build each path once: the second finds it valid when it gets the
 lock. ``--check`` rebuilds valid paths into a scratch directory mounted at
 the same virtual path and compares NAR hashes.
+
+With substituters, every missing output is first looked up in the caches
+(in parallel, before anything starts); an offered path is fetched in one of
+``FETCH_SLOTS`` download slots instead of a build slot, so downloads run
+beside the builds that do not depend on them. A failed substitution falls
+back to building, saying why, unless ``fallback`` is off or ``jobs`` is 0
+(build nothing locally, as Nix's ``--max-jobs 0``).
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ from .events import Events
 from ..errors import BuildError, InputError, RaisinError
 
 if TYPE_CHECKING:
+    from ..cache.substitute import Substituters
     from ..lockfile import Lock
     from ..sources import FetchContext
     from ..store.local import Store
     from ..store_path import StorePath
 
 SandboxMode = Literal["bwrap", "none"]
+FETCH_SLOTS = 4
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Failure:
 @dataclass
 class RealizeResult:
     built: list[str] = field(default_factory=list)
+    substituted: list[str] = field(default_factory=list)
     already_valid: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -66,9 +76,86 @@ class Scheduler:
     keep_going: bool = False
     events: Events = field(default_factory=Events)
     cancel: threading.Event = field(default_factory=threading.Event)
+    substituters: Substituters | None = None
+    fallback: bool = True
+    sandbox_request: str | None = None  # resolved at the first build when sandbox is not chosen yet
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
+        self.offered: set[str] = set()
+        self.unoffered: dict[str, list[str]] = {}
+        self._sandbox_lock = threading.Lock()
+
+    # ------------------------------------------------------------ substitutes
+
+    def query_substitutes(self, todo: list[str]) -> set[str]:
+        """Ask the caches about every output in ``todo`` (in parallel); return the offered names."""
+        subs = self.substituters
+        if not subs or not todo:
+            return set()
+
+        def ask(name: str) -> tuple[str, bool, list[str]]:
+            offer, reasons = subs.query(self.drvs[name].out)
+            return name, offer is not None, reasons
+
+        with ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="raisin-query") as pool:
+            for name, ok, reasons in pool.map(ask, todo):
+                if ok:
+                    self.offered.add(name)
+                else:
+                    self.unoffered[name] = reasons
+        return set(self.offered)
+
+    def _fetch_one(self, name: str) -> str:
+        from ..cache.substitute import SubstituteFailed
+
+        assert self.substituters is not None
+        drv = self.drvs[name]
+        if self.store.is_valid(drv.out):
+            return "valid"
+        if self.cancel.is_set():
+            raise _BuildFailed("cancelled", None)
+        self.events.started(name, "substituting")
+        t0 = time.monotonic()
+        try:
+            info = self.substituters.fetch(self.store, drv.out, deriver=drv.hash().sri)
+        except SubstituteFailed as exc:
+            self.events.finished(name, False, time.monotonic() - t0, None, "substitution failed")
+            if not self.fallback or self.jobs == 0:
+                if exc.trust:
+                    raise InputError(f"{name}: substitution refused: {exc.message}") from None
+                raise _BuildFailed(f"substitution failed: {exc.message}", None) from None
+            self.events.warn(f"{name}: substitution failed, building instead: {exc.message}")
+            return self._build_one(name)
+        self.events.finished(name, True, time.monotonic() - t0, None, f"substituted, {_size(info.nar_size)}")
+        return "substituted"
+
+    def _not_local(self, name: str) -> str:
+        why = "; ".join(self.unoffered.get(name, [])) or "no substituter"
+        if self.jobs == 0:
+            raise _BuildFailed(f"-j 0 builds nothing locally and no cache offers it ({why})", None)
+        raise _BuildFailed(f"--no-fallback: no cache offers it ({why})", None)
+
+    def _realize_one(self, name: str) -> str:
+        if name in self.offered:
+            return self._fetch_one(name)
+        if self.substituters and (self.jobs == 0 or not self.fallback):
+            return self._not_local(name)
+        return self._build_one(name)
+
+    def _ensure_sandbox(self) -> None:
+        if self.sandbox_request is None:
+            return
+        with self._sandbox_lock:
+            if self.sandbox_request is not None:
+                from .sandbox import check_sandbox
+
+                if self.sandbox_request != "none":
+                    check_sandbox()
+                    self.sandbox = "bwrap"
+                else:
+                    self.sandbox = "none"
+                self.sandbox_request = None
 
     # ------------------------------------------------------------ planning
 
@@ -86,8 +173,20 @@ class Scheduler:
         todo = [n for n in order if n not in set(valid)]
         if not todo:
             return result
-        self.events.planned(todo)
-        self._run_graph(todo, result, self._build_one)
+        if self.substituters and not self.offered and not self.unoffered:
+            self.query_substitutes(todo)
+        for name in todo:
+            if name in self.unoffered and self.fallback and self.jobs > 0:
+                reasons = self.unoffered[name]
+                if any("not in the cache" not in r for r in reasons):
+                    self.events.warn(f"{name}: not substituted ({'; '.join(reasons)}); building it")
+        fetch = [n for n in todo if n in self.offered]
+        if fetch:
+            self.events.planned(fetch, "substitute")
+        build = [n for n in todo if n not in self.offered]
+        if build:
+            self.events.planned(build)
+        self._run_graph(todo, result, self._realize_one)
         return result
 
     def check(self, names: list[str]) -> RealizeResult:
@@ -122,12 +221,23 @@ class Scheduler:
         ready = sorted((n for n in todo if not waiting[n]), key=priority.__getitem__, reverse=True)
         running: dict[Future[str], str] = {}
         stopped = False
-        self._jobserver = Jobserver(self.jobs)
+        slots = max(1, self.jobs)
+        self._jobserver = Jobserver(slots)
+
+        def free(name: str) -> bool:
+            fetching = name in self.offered and work == self._realize_one
+            same = sum(1 for n in running.values() if (n in self.offered) == fetching)
+            return same < (FETCH_SLOTS if fetching else slots)
+
         try:
-            with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="raisin-build") as pool:
+            with ThreadPoolExecutor(max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build") as pool:
                 while ready or running:
-                    while ready and not stopped and len(running) < self.jobs:
-                        name = ready.pop(0)
+                    i = 0
+                    while i < len(ready) and not stopped:
+                        if not free(ready[i]):
+                            i += 1
+                            continue
+                        name = ready.pop(i)
                         running[pool.submit(work, name)] = name
                     if not running:
                         break
@@ -154,6 +264,8 @@ class Scheduler:
                             continue
                         if note == "built":
                             result.built.append(name)
+                        elif note == "substituted":
+                            result.substituted.append(name)
                         elif note == "valid":
                             result.already_valid.append(name)
                         elif note == "differs":
@@ -231,6 +343,7 @@ class Scheduler:
 
         drv = self.drvs[name]
         out = drv.out
+        self._ensure_sandbox()
         self._jobserver.acquire()
         try:
             if self.cancel.is_set():

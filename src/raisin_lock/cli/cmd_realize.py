@@ -1,4 +1,5 @@
-"""raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]."""
+"""raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]
+[--substituter URL...] [--trusted-key KEY...] [--no-fallback]."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     p.add_argument("--offline", action="store_true")
+    p.add_argument("--substituter", action="append", default=[], metavar="URL",
+                   help="binary cache to ask before building (repeatable; also [cache] substituters)")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="NAME:BASE64",
+                   help="public key whose signatures are accepted (repeatable; also [cache] trusted-keys)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail instead of building when a substitution fails")
     p.set_defaults(run=run)
 
 
@@ -36,8 +43,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..errors import InputError
     from .progress import make_events
 
-    if args.jobs is not None and args.jobs < 1:
-        raise InputError("-j must be at least 1", key="-j")
+    if args.jobs is not None and args.jobs < 0:
+        raise InputError("-j must be 0 (substitute only) or more", key="-j")
     events = make_events(ctx.quiet)
     res = realize(
         ctx.project,
@@ -50,6 +57,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         lock_file=Path(args.lock_file) if args.lock_file else None,
         events=events,
         report=ctx.info,
+        substituters=args.substituter,
+        trusted_keys=args.trusted_key,
+        fallback=not args.no_fallback,
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")
@@ -71,6 +81,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     if args.check:
         ctx.info("all rebuilds bit-identical")
+    elif res.substituted:
+        ctx.info(f"substituted {len(res.substituted)}, built {len(res.built)}, {len(res.already_valid)} already valid")
     elif res.built:
         ctx.info(f"built {len(res.built)}, {len(res.already_valid)} already valid")
     else:

@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store", "install_builddep", "import_config", "profile", "gc", "test"]
+COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store", "install_builddep", "import_config", "profile", "gc", "test", "key", "push", "export", "import"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -401,6 +401,8 @@ class Store:
         deriver: str | None = None,
         sandboxed: bool = True,
         ca: str | None = None,
+        max_size: int | None = None,
+        before_register: Callable[[], None] | None = None,
     ) -> PathInfo:
         """Unpack a NAR (substitution, import) as ``sp``, if its hash is ``expected``.
 
@@ -408,6 +410,9 @@ class Store:
         is registered or left behind), the tree normalised and re-hashed, and
         renamed into place under ``lock(sp)``. ``references`` are recorded as
         given (no scan) and must be valid already (or ``sp`` itself).
+        ``max_size`` bounds the NAR (UnsafeArchive past it); ``before_register``
+        runs after the content checked out and before anything becomes
+        visible (a download's file-hash check): if it raises, nothing is kept.
         If ``sp`` is already valid, nothing is read.
         """
         restore: Any = getattr(nar, "restore", None)
@@ -431,7 +436,7 @@ class Store:
             with self.tmpdir("nar") as tmp:
                 dest = tmp / sp.base
                 try:
-                    got, size = restore(read, dest)
+                    got, size = restore(read, dest, max_size=max_size)
                 except RaisinError:
                     raise
                 except (OSError, ValueError, EOFError) as exc:
@@ -445,6 +450,8 @@ class Store:
                     raise InputError(f"bad NAR content for {sp.base}: {exc}") from exc
                 if on_disk != expected:
                     raise _hash_mismatch(f"the unpacked {sp.base}", expected, on_disk, file=None)
+                if before_register is not None:
+                    before_register()
                 host = self.prepare_build(sp)
                 os.rename(dest, host)
             try:

@@ -1,0 +1,270 @@
+"""Substitution: fetch a store path from a cache instead of building it.
+
+:class:`Substituters` asks its caches in order for ``<digest>.narinfo``. A
+path is *offered* only when the narinfo parses, names the path asked for,
+and carries a valid signature by a trusted key over Nix's fingerprint; every
+other answer becomes a reason ("not in the cache", "signed by untrusted key
+X", "unreachable: ...") that realize prints when it falls back to building.
+
+Fetching (:meth:`Substituters.fetch`) first substitutes the references the
+store lacks (a narinfo's references form the runtime closure), then streams
+the compressed NAR: download -> FileHash/FileSize counter -> decompressor ->
+the store's strict NAR restore into ``tmp/`` (invariant 4: canonical NARs
+only, nothing escapes the directory, ``NarSize`` bounds it) -> NAR hash
+check -> the rest of the download drained and its FileHash checked -> one
+registration. Any failure leaves nothing registered and nothing outside the
+store's ``tmp/``. Nothing is ever held in memory beyond a few MiB buffers.
+
+A cache that cannot be reached is marked dead for the rest of the run (one
+warning, no per-path timeouts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import HashMismatch, InputError, RaisinError, UnsafeArchive
+from ..hashing import Hash
+from ..store_path import StorePath
+from . import narinfo as ni
+from .compression import decompressor
+from .keys import TrustedKeys
+from .transport import CacheError, CacheUnreachable, Transport, open_cache
+
+if TYPE_CHECKING:
+    from ..store.local import Store
+    from ..store.path_info import PathInfo
+
+
+class SubstituteFailed(RaisinError):
+    """No cache could provide a path; ``trust`` is True when an answer was refused
+    for a trust or integrity reason (bad signature, hash mismatch, unsafe NAR)."""
+
+    def __init__(self, message: str, *, trust: bool = False) -> None:
+        super().__init__(message)
+        self.trust = trust
+        if trust:
+            self.exit_code = 2
+
+
+class Untrusted(InputError):
+    """A narinfo not signed by any trusted key."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    cache: Transport
+    info: ni.NarInfo
+    key: str  # the trusted key that signed it
+
+
+class _Counter:
+    """Hashes and counts the compressed bytes on their way to the decompressor."""
+
+    def __init__(self, raw: Any, limit: int, where: str) -> None:
+        self.raw = raw
+        self.where = where
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.limit = limit
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
+        except RaisinError:
+            raise
+        except Exception as exc:  # httpx timeouts and resets, OSError: not the data's fault
+            raise CacheUnreachable(f"{self.where}: download failed: {type(exc).__name__}: {exc}") from None
+        self.size += len(data)
+        if self.size > self.limit:
+            raise UnsafeArchive(f"download larger than the {self.limit} bytes the narinfo announced")
+        self.hash.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where: str) -> str:
+    """The trusted key name that signed ``info`` for ``sp``; Untrusted/BadNarInfo otherwise."""
+    if info.path != sp:
+        raise ni.BadNarInfo(f"{where}: describes {info.path.base}, not {sp.base}")
+    if not info.sigs:
+        raise Untrusted(f"{where}: not signed")
+    name = trusted.check(info.fingerprint(), info.sigs)
+    if name is None:
+        signers = ", ".join(sorted({s.partition(':')[0] for s in info.sigs}))
+        trust = ", ".join(trusted.names()) or "none"
+        raise Untrusted(f"{where}: no valid signature by a trusted key (signed by {signers}; trusted: {trust})")
+    if info.ca and info.ca.startswith("fixed:r:sha256:"):
+        if StorePath.make("source", info.nar_hash, sp.name) != sp:
+            raise ni.BadNarInfo(f"{where}: content address does not match the path name")
+    return name
+
+
+def unpack_into(
+    store: Store,
+    info: ni.NarInfo,
+    raw: Any,
+    *,
+    where: str,
+    deriver: str | None = None,
+) -> PathInfo:
+    """Verify and add one downloaded (compressed) NAR ``raw`` as ``info.path``."""
+    slack = 1 << 20
+    limit = info.file_size if info.file_size is not None else info.nar_size * 2 + slack
+    counter = _Counter(raw, limit, where)
+    dec = decompressor(info.compression, counter)  # type: ignore[arg-type]
+
+    def read(n: int) -> bytes:
+        try:
+            return dec.read(n)  # type: ignore[no-any-return]
+        except RaisinError:
+            raise
+        except Exception as exc:  # zstd/lzma/bz2 errors: corrupt or truncated data
+            raise UnsafeArchive(f"{where}: corrupt compressed NAR: {exc}") from None
+
+    def check_file() -> None:
+        counter.drain()
+        if info.file_size is not None and counter.size != info.file_size:
+            raise HashMismatch(f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}")
+        got = Hash(counter.hash.digest())
+        if info.file_hash is not None and got != info.file_hash:
+            raise HashMismatch(f"{where}: FileHash mismatch: expected {info.file_hash.sri}, got {got.sri}")
+
+    ca = "source" if info.ca and info.ca.startswith("fixed:r:sha256:") else None
+    try:
+        got = store.add_nar(
+            read,
+            info.path,
+            expected=info.nar_hash,
+            references=info.references,
+            deriver=deriver,
+            ca=ca,
+            max_size=info.nar_size,
+            before_register=check_file,
+        )
+    except HashMismatch as exc:
+        raise HashMismatch(f"{where}: {exc.message}") from None
+    except UnsafeArchive as exc:
+        raise UnsafeArchive(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
+    if got.nar_size != info.nar_size:
+        raise HashMismatch(f"{where}: NarSize {info.nar_size} but the NAR has {got.nar_size} bytes")
+    return got
+
+
+class Substituters:
+    """The caches one realize (or import) asks, in order, and what they answered."""
+
+    def __init__(
+        self,
+        urls: Iterable[str],
+        trusted: TrustedKeys,
+        *,
+        warn: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.caches = [open_cache(u, key="--substituter") for u in dict.fromkeys(urls)]
+        self.trusted = trusted
+        self.warn = warn
+        self._dead: dict[str, str] = {}
+        self._info_checked: set[str] = set()
+        self._lock = threading.Lock()
+        self._answers: dict[StorePath, tuple[Offer | None, list[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.caches)
+
+    def close(self) -> None:
+        for c in self.caches:
+            c.close()
+
+    def _mark_dead(self, cache: Transport, why: str) -> None:
+        with self._lock:
+            if cache.url in self._dead:
+                return
+            self._dead[cache.url] = why
+        self.warn(f"{why}; not asking it again in this run")
+
+    def _cache_ok(self, cache: Transport) -> str | None:
+        if cache.url in self._dead:
+            return self._dead[cache.url]
+        if cache.url in self._info_checked:
+            return None
+        try:
+            text = cache.get(ni.CACHE_INFO)
+            if text is None:
+                raise CacheError(f"cache {cache.url} has no {ni.CACHE_INFO}: not a binary cache")
+            ni.parse_cache_info(text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO))
+        except (CacheError, ni.BadNarInfo) as exc:
+            self._mark_dead(cache, exc.message)
+            return exc.message
+        with self._lock:
+            self._info_checked.add(cache.url)
+        return None
+
+    def query(self, sp: StorePath) -> tuple[Offer | None, list[str]]:
+        """The first trusted offer for ``sp`` and the reasons the other caches gave."""
+        with self._lock:
+            if sp in self._answers:
+                return self._answers[sp]
+        reasons: list[str] = []
+        offer = None
+        for cache in self.caches:
+            dead = self._cache_ok(cache)
+            if dead:
+                reasons.append(dead)
+                continue
+            where = cache.where(f"{sp.digest}.narinfo")
+            try:
+                text = cache.get(f"{sp.digest}.narinfo")
+                if text is None:
+                    reasons.append(f"{cache.url}: not in the cache")
+                    continue
+                info = ni.parse(text.decode(errors="replace"), source=where)
+                key = verify_narinfo(info, sp, self.trusted, where)
+            except CacheUnreachable as exc:
+                self._mark_dead(cache, exc.message)
+                reasons.append(exc.message)
+                continue
+            except (CacheError, InputError) as exc:
+                reasons.append(exc.message)
+                continue
+            offer = Offer(cache, info, key)
+            break
+        with self._lock:
+            self._answers[sp] = (offer, reasons)
+        return offer, reasons
+
+    def fetch(self, store: Store, sp: StorePath, *, deriver: str | None = None, _depth: int = 0) -> PathInfo:
+        """Substitute ``sp`` (and the references the store lacks); SubstituteFailed if no cache can."""
+        existing = store.query(sp)
+        if existing is not None:
+            return existing
+        if _depth > 256:
+            raise SubstituteFailed(f"{sp.base}: references nest too deeply")
+        offer, reasons = self.query(sp)
+        if offer is None:
+            trust = any("signature" in r or "signed" in r for r in reasons)
+            raise SubstituteFailed(f"{sp.base}: " + ("; ".join(reasons) or "no substituter"), trust=trust)
+        for ref in sorted(offer.info.references - {sp}):
+            if not store.is_valid(ref):
+                self.fetch(store, ref, _depth=_depth + 1)
+        where = offer.cache.where(offer.info.url)
+        try:
+            with offer.cache.open(offer.info.url) as raw:
+                return unpack_into(store, offer.info, raw, where=where, deriver=deriver)
+        except (HashMismatch, UnsafeArchive) as exc:
+            raise SubstituteFailed(exc.message, trust=True) from None
+        except CacheUnreachable as exc:
+            self._mark_dead(offer.cache, exc.message)
+            raise SubstituteFailed(f"{sp.base}: {exc.message}") from None
+        except CacheError as exc:
+            raise SubstituteFailed(f"{sp.base}: {exc.message}") from None

@@ -1,0 +1,298 @@
+"""Where a cache's files live: a directory (``file://``) or an HTTP server.
+
+Both offer the same five operations on paths relative to the cache root:
+``get`` (a small file, or None if absent), ``open`` (a streaming read),
+``exists``, ``put_file`` and ``put_bytes``. HTTP uses one pooled
+``httpx.Client`` per cache with timeouts (``RAISIN_HTTP_TIMEOUT`` seconds,
+default 30, for connect and for each read), bounded retries with exponential
+backoff on connection errors, timeouts and 5xx answers
+(``RAISIN_HTTP_RETRIES``, default 2 retries), credentials from ``.netrc``
+(``$NETRC`` or ``~/.netrc``) and a bearer token from ``RAISIN_CACHE_TOKEN``.
+Writes are HTTP ``PUT`` (nginx's WebDAV module, an object store's HTTP
+endpoint); a ``file://`` write goes through a temp file and ``os.replace``,
+so readers never see half a file.
+
+Errors: :class:`CacheUnreachable` when the server cannot be reached or keeps
+failing (the caller falls back to building), :class:`CacheError` for other
+refusals. Neither is an input error: exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+from ..errors import InputError, RaisinError
+
+T = TypeVar("T")
+
+
+class CacheError(RaisinError):
+    """The cache refused or failed an operation."""
+
+
+class CacheUnreachable(CacheError):
+    """The cache could not be reached (connection refused, DNS, timeout, 5xx)."""
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        raise InputError(f"${name} must be a number of seconds, got {os.environ[name]!r}") from None
+
+
+class Transport:
+    url: str
+
+    def get(self, rel: str) -> bytes | None:
+        raise NotImplementedError
+
+    def open(self, rel: str) -> Any:  # context manager yielding a readable
+        raise NotImplementedError
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        raise NotImplementedError
+
+    def put_bytes(self, rel: str, data: bytes, content_type: str = "text/plain") -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def where(self, rel: str) -> str:
+        return f"{self.url.rstrip('/')}/{rel}"
+
+
+def _safe_rel(rel: str) -> str:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise CacheError(f"refusing cache file name {rel[:80]!r}")
+    return rel
+
+
+class FileTransport(Transport):
+    def __init__(self, url: str, root: Path) -> None:
+        self.url = url
+        self.root = root
+
+    def _p(self, rel: str) -> Path:
+        return self.root / _safe_rel(rel)
+
+    def get(self, rel: str) -> bytes | None:
+        try:
+            return self._p(rel).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot read {self.where(rel)}: {exc.strerror}") from None
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator[IO[bytes]]:
+        try:
+            f = open(self._p(rel), "rb")
+        except OSError as exc:
+            raise CacheError(f"cannot read {self.where(rel)}: {exc.strerror}") from None
+        with f:
+            yield f
+
+    def exists(self, rel: str) -> bool:
+        return self._p(rel).exists()
+
+    def _write(self, rel: str, fill: Callable[[IO[bytes]], None]) -> None:
+        dest = self._p(rel)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+            with open(tmp, "wb") as f:
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise CacheError(f"cannot write {self.where(rel)}: {exc.strerror}") from None
+
+    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        def fill(out: IO[bytes]) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+        self._write(rel, fill)
+
+    def put_bytes(self, rel: str, data: bytes, content_type: str = "text/plain") -> None:
+        self._write(rel, lambda out: out.write(data) and None)
+
+
+class _Stream:
+    """``read(n)`` over an httpx response's raw byte iterator (no re-buffering copies)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = memoryview(b"")
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._buf:
+            try:
+                self._buf = memoryview(next(self._chunks))
+            except StopIteration:
+                return b""
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = bytes(self._buf), memoryview(b"")
+            return out
+        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
+class HttpTransport(Transport):
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        timeout = _env_float("RAISIN_HTTP_TIMEOUT", 30.0)
+        self.retries = int(_env_float("RAISIN_HTTP_RETRIES", 2))
+        headers = {"User-Agent": "raisin/0.1"}
+        token = os.environ.get("RAISIN_CACHE_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        auth: Any = None
+        netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+        if not token and netrc.is_file():
+            try:
+                auth = httpx.NetRCAuth(str(netrc))
+            except Exception as exc:  # a malformed .netrc: say so, don't crash
+                raise InputError(f"cannot read .netrc: {exc}", file=str(netrc)) from None
+        self._httpx = httpx
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            headers=headers,
+            auth=auth,
+            follow_redirects=True,
+            trust_env=False,
+        )
+
+    def _u(self, rel: str) -> str:
+        return f"{self.url}/{quote(_safe_rel(rel))}"
+
+    def _retrying(self, what: str, op: Callable[[], T]) -> T:
+        httpx = self._httpx
+        delay = 0.25
+        for attempt in range(self.retries + 1):
+            try:
+                return op()
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                err: CacheError = CacheUnreachable(f"cache {self.url} unreachable ({what}): {last}")
+            except _ServerError as exc:
+                err = CacheUnreachable(f"cache {self.url}: {what}: HTTP {exc.status} (server error)")
+            if attempt < self.retries:
+                time.sleep(delay)
+                delay *= 2
+        raise err
+
+    def _check(self, r: Any, rel: str, ok: tuple[int, ...]) -> None:
+        if r.status_code >= 500:
+            raise _ServerError(r.status_code)
+        if r.status_code not in ok:
+            raise CacheError(f"{self.where(rel)}: HTTP {r.status_code} {r.reason_phrase}")
+
+    def get(self, rel: str) -> bytes | None:
+        def op() -> bytes | None:
+            r = self.client.get(self._u(rel))
+            if r.status_code == 404:
+                return None
+            self._check(r, rel, (200,))
+            return bytes(r.content)
+
+        return self._retrying(f"GET {rel}", op)
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator[_Stream]:
+        def op() -> Any:
+            req = self.client.build_request("GET", self._u(rel))
+            r = self.client.send(req, stream=True)
+            try:
+                self._check(r, rel, (200,))
+            except BaseException:
+                r.close()
+                raise
+            return r
+
+        r = self._retrying(f"GET {rel}", op)
+        try:
+            yield _Stream(r.iter_raw(1 << 20))
+        except self._httpx.TransportError as exc:
+            raise CacheUnreachable(f"cache {self.url}: download of {rel} failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            r.close()
+
+    def exists(self, rel: str) -> bool:
+        def op() -> bool:
+            r = self.client.head(self._u(rel))
+            if r.status_code == 404:
+                return False
+            self._check(r, rel, (200,))
+            return True
+
+        return self._retrying(f"HEAD {rel}", op)
+
+    def _put(self, rel: str, content: Callable[[], Any], size: int, content_type: str) -> None:
+        def op() -> None:
+            r = self.client.put(
+                self._u(rel), content=content(), headers={"Content-Type": content_type, "Content-Length": str(size)}
+            )
+            self._check(r, rel, (200, 201, 204))
+
+        self._retrying(f"PUT {rel}", op)
+
+    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        size = path.stat().st_size
+        files: list[IO[bytes]] = []
+
+        def content() -> Iterator[bytes]:
+            f = open(path, "rb")
+            files.append(f)
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+        try:
+            self._put(rel, content, size, content_type)
+        finally:
+            for f in files:
+                f.close()
+
+    def put_bytes(self, rel: str, data: bytes, content_type: str = "text/plain") -> None:
+        self._put(rel, lambda: data, len(data), content_type)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _ServerError(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def open_cache(url: str, *, key: str = "CACHE") -> Transport:
+    """A transport for ``file:///dir`` or ``http(s)://host/path``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InputError(f"{url}: a file:// cache must be a local path (file:///dir)", key=key)
+        return FileTransport(url, Path(unquote(parts.path)))
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return HttpTransport(url)
+    raise InputError(f"{url!r} is not a cache URL (expected file:///dir or http(s)://host/path)", key=key)
