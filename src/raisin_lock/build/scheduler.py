@@ -132,6 +132,8 @@ class Scheduler:
 
     def _not_local(self, name: str) -> str:
         why = "; ".join(self.unoffered.get(name, [])) or "no substituter"
+        if self.substituters is not None and self.substituters.refused(self.drvs[name].out):
+            raise InputError(f"{name}: substitution refused: {why}")
         if self.jobs == 0:
             raise _BuildFailed(f"-j 0 builds nothing locally and no cache offers it ({why})", None)
         raise _BuildFailed(f"--no-fallback: no cache offers it ({why})", None)

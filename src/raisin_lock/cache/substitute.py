@@ -178,6 +178,7 @@ class Substituters:
         self._info_checked: set[str] = set()
         self._lock = threading.Lock()
         self._answers: dict[StorePath, tuple[Offer | None, list[str]]] = {}
+        self._refused: set[StorePath] = set()  # a cache answered, but untrusted or malformed
 
     def __bool__(self) -> bool:
         return bool(self.caches)
@@ -234,14 +235,24 @@ class Substituters:
                 self._mark_dead(cache, exc.message)
                 reasons.append(exc.message)
                 continue
-            except (CacheError, InputError) as exc:
+            except CacheError as exc:
                 reasons.append(exc.message)
+                continue
+            except InputError as exc:  # bad narinfo, bad or missing signature
+                reasons.append(exc.message)
+                with self._lock:
+                    self._refused.add(sp)
                 continue
             offer = Offer(cache, info, key)
             break
         with self._lock:
             self._answers[sp] = (offer, reasons)
         return offer, reasons
+
+    def refused(self, sp: StorePath) -> bool:
+        """Whether a cache's answer for ``sp`` was refused (signature, format), not just absent."""
+        with self._lock:
+            return sp in self._refused
 
     def fetch(self, store: Store, sp: StorePath, *, deriver: str | None = None, _depth: int = 0) -> PathInfo:
         """Substitute ``sp`` (and the references the store lacks); SubstituteFailed if no cache can."""
@@ -252,8 +263,7 @@ class Substituters:
             raise SubstituteFailed(f"{sp.base}: references nest too deeply")
         offer, reasons = self.query(sp)
         if offer is None:
-            trust = any("signature" in r or "signed" in r for r in reasons)
-            raise SubstituteFailed(f"{sp.base}: " + ("; ".join(reasons) or "no substituter"), trust=trust)
+            raise SubstituteFailed(f"{sp.base}: " + ("; ".join(reasons) or "no substituter"), trust=self.refused(sp))
         for ref in sorted(offer.info.references - {sp}):
             if not store.is_valid(ref):
                 self.fetch(store, ref, _depth=_depth + 1)
