@@ -4,7 +4,7 @@
 Each row compares raisin with a reference measured in the same run (or a
 fixed goal for absolute timings); goals are ratios, never asserted in tests.
 
-    python bench/run.py [--only lock,realize,scheduler,sandbox,nar,compile] [--quick] [--real]
+    python bench/run.py [--only lock,realize,scheduler,sandbox,nar,compile,gc,cache] [--quick] [--real]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-SUITES = ["lock", "realize", "scheduler", "sandbox", "nar", "compile", "gc"]
+SUITES = ["lock", "realize", "scheduler", "sandbox", "nar", "compile", "gc", "cache"]
 
 
 def fmt(v: object) -> str:

@@ -32,7 +32,7 @@ def decompressor(kind: str, raw: IO[bytes]) -> Any:
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, read_across_frames=True, closefd=False)
     if kind == "xz":
         return lzma.LZMAFile(raw, "rb")
     if kind == "bzip2":

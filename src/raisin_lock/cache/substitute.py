@@ -22,6 +22,7 @@ warning, no per-path timeouts).
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,6 +94,78 @@ class _Counter:
             pass
 
 
+class _Prefetch:
+    """Download, count/hash and decompress in a thread; ``read(n)`` hands out NAR bytes.
+
+    The restore (hashing and writing files) runs in the caller's thread, so
+    the two halves of a substitution use two cores. At most ``depth`` chunks
+    of about 1 MiB wait between them, which bounds memory.
+    """
+
+    def __init__(self, counter: _Counter, kind: str, where: str, depth: int = 8) -> None:
+        self.counter = counter
+        self.kind = kind
+        self.where = where
+        self.q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._chunk = b""
+        self._off = 0
+        self._eof = False
+        self.thread = threading.Thread(target=self._run, name="raisin-download", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            dec = decompressor(self.kind, self.counter)  # type: ignore[arg-type]
+            while not self._stop.is_set():
+                try:
+                    data = dec.read(1 << 20)
+                except RaisinError:
+                    raise
+                except Exception as exc:  # zstd/lzma/bz2 errors: corrupt or truncated data
+                    raise UnsafeArchive(f"{self.where}: corrupt compressed NAR: {exc}") from None
+                if not data:
+                    break
+                if not self._put(data):
+                    return
+            self.counter.drain()  # the FileHash covers every byte of the file
+            self._put(None)
+        except BaseException as exc:
+            self._put(exc)
+
+    def read(self, n: int) -> bytes:
+        if self._off >= len(self._chunk):
+            if self._eof:
+                return b""
+            item = self.q.get()
+            if item is None:
+                self._eof = True
+                return b""
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            self._chunk, self._off = item, 0
+        if self._off == 0 and n >= len(self._chunk):
+            out, self._chunk = self._chunk, b""
+            return out
+        out = self._chunk[self._off : self._off + n]
+        self._off += len(out)
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=60)
+
+
 def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where: str) -> str:
     """The trusted key name that signed ``info`` for ``sp``; Untrusted/BadNarInfo otherwise."""
     if info.path != sp:
@@ -122,18 +195,12 @@ def unpack_into(
     slack = 1 << 20
     limit = info.file_size if info.file_size is not None else info.nar_size * 2 + slack
     counter = _Counter(raw, limit, where)
-    dec = decompressor(info.compression, counter)  # type: ignore[arg-type]
-
-    def read(n: int) -> bytes:
-        try:
-            return dec.read(n)  # type: ignore[no-any-return]
-        except RaisinError:
-            raise
-        except Exception as exc:  # zstd/lzma/bz2 errors: corrupt or truncated data
-            raise UnsafeArchive(f"{where}: corrupt compressed NAR: {exc}") from None
+    pipe = _Prefetch(counter, info.compression, where)
 
     def check_file() -> None:
-        counter.drain()
+        if pipe.read(1):
+            raise UnsafeArchive(f"{where}: data after the end of the NAR")
+        pipe.thread.join()
         if info.file_size is not None and counter.size != info.file_size:
             raise HashMismatch(f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}")
         got = Hash(counter.hash.digest())
@@ -143,7 +210,7 @@ def unpack_into(
     ca = "source" if info.ca and info.ca.startswith("fixed:r:sha256:") else None
     try:
         got = store.add_nar(
-            read,
+            pipe.read,
             info.path,
             expected=info.nar_hash,
             references=info.references,
@@ -151,11 +218,14 @@ def unpack_into(
             ca=ca,
             max_size=info.nar_size,
             before_register=check_file,
+            rehash=False,
         )
     except HashMismatch as exc:
         raise HashMismatch(f"{where}: {exc.message}") from None
     except UnsafeArchive as exc:
         raise UnsafeArchive(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
+    finally:
+        pipe.close()
     if got.nar_size != info.nar_size:
         raise HashMismatch(f"{where}: NarSize {info.nar_size} but the NAR has {got.nar_size} bytes")
     return got

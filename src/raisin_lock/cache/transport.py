@@ -174,6 +174,7 @@ class HttpTransport(Transport):
                 auth = httpx.NetRCAuth(str(netrc))
             except Exception as exc:  # a malformed .netrc: say so, don't crash
                 raise InputError(f"cannot read .netrc: {exc}", file=str(netrc)) from None
+        _bigger_reads()
         self._httpx = httpx
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -233,7 +234,7 @@ class HttpTransport(Transport):
 
         r = self._retrying(f"GET {rel}", op)
         try:
-            yield _Stream(r.iter_raw(1 << 20))
+            yield _Stream(r.iter_raw())
         except self._httpx.TransportError as exc:
             raise CacheUnreachable(f"cache {self.url}: download of {rel} failed: {type(exc).__name__}: {exc}") from None
         finally:
@@ -279,6 +280,21 @@ class HttpTransport(Transport):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _bigger_reads() -> None:
+    """Let httpcore read the socket 1 MiB at a time instead of 64 KiB.
+
+    At NAR sizes its per-read overhead dominates: 256 MB over loopback took
+    0.54 s with 64 KiB reads and 0.37 s with 1 MiB (curl: 0.42 s). A class
+    attribute of httpcore's HTTP/1.1 connection; left alone if it moved.
+    """
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # pragma: no cover - another httpcore layout
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < (1 << 20):
+        HTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 class _ServerError(Exception):

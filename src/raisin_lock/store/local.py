@@ -403,6 +403,7 @@ class Store:
         ca: str | None = None,
         max_size: int | None = None,
         before_register: Callable[[], None] | None = None,
+        rehash: bool = True,
     ) -> PathInfo:
         """Unpack a NAR (substitution, import) as ``sp``, if its hash is ``expected``.
 
@@ -413,6 +414,9 @@ class Store:
         ``max_size`` bounds the NAR (UnsafeArchive past it); ``before_register``
         runs after the content checked out and before anything becomes
         visible (a download's file-hash check): if it raises, nothing is kept.
+        ``rehash=False`` skips hashing the unpacked tree again: ``restore``
+        accepts only canonical NARs, so the hash of the bytes it consumed is
+        already the tree's (the re-hash only guards against a restore bug).
         If ``sp`` is already valid, nothing is read.
         """
         restore: Any = getattr(nar, "restore", None)
@@ -445,7 +449,7 @@ class Store:
                     raise _hash_mismatch(f"the NAR of {sp.base}", expected, got, file=None)
                 try:
                     tree.normalise(dest, fsync=self._fsync)
-                    on_disk, _, _ = tree.hash_and_scan(dest, ())
+                    on_disk = tree.hash_and_scan(dest, ())[0] if rehash else got
                 except (OSError, ValueError) as exc:
                     raise InputError(f"bad NAR content for {sp.base}: {exc}") from exc
                 if on_disk != expected:

@@ -1,0 +1,102 @@
+"""Binary cache: substituting a ~1 GB closure over loopback vs curl fetching the same files.
+
+Builds N components of incompressible data (so the NARs are as large as the
+content), pushes them to a real nginx (WebDAV) on 127.0.0.1, then in the same
+run times (a) one curl process downloading every narinfo and NAR file to disk
+over a kept-alive connection and (b) `raisin realize -j 0 --substituter`
+into an empty store, recording raisin's peak RSS. Goal: raisin's throughput
+>= 70% of curl's (ratio curl_s / raisin_s >= 0.7) with peak RSS <= 150 MB.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RAISIN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def _stack(root: Path, n: int, mib: int) -> None:
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "seed").write_text("x\n")
+    parts = []
+    for i in range(n):
+        parts.append(
+            f'[components.blob{i}]\nsource = {{ path = "src" }}\nversion = "1"\n'
+            f'build = ["mkdir -p $out/share", "head -c {mib}M /dev/urandom > $out/share/blob", "echo {i} > $out/share/id"]\n'
+        )
+    (root / "raisin.toml").write_text("\n".join(parts))
+
+
+def _run(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode() if p.stderr else ""
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise RuntimeError(f"{cmd[:4]}: exit {p.returncode}: {err[-800:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def run(tmp: Path, quick: bool = False) -> list[dict]:
+    from servers import Nginx
+
+    n, mib = (4, 16) if quick else (8, 128)
+    a = tmp / "a"
+    _stack(a, n, mib)
+    subprocess.run([RAISIN, "realize"], cwd=a, check=True, capture_output=True)
+    subprocess.run([RAISIN, "key", "generate", "bench-1", "--out", str(tmp / "keys")], check=True, capture_output=True)
+    public = (tmp / "keys" / "bench-1.public").read_text()
+    nginx = Nginx(tmp / "nginx")
+    nginx.start()
+    try:
+        subprocess.run([RAISIN, "push", nginx.url, "--key", str(tmp / "keys" / "bench-1.secret")], cwd=a,
+                       check=True, capture_output=True)
+        www = nginx.root / "cache"
+        files = sorted(p.relative_to(www) for p in www.rglob("*") if p.is_file())
+        total = sum((www / f).stat().st_size for f in files)
+        dl = tmp / "curl"
+        dl.mkdir()
+        curl_cmd = ["curl", "-sSf"]
+        for i, f in enumerate(files):
+            curl_cmd += [f"{nginx.url}/{f}", "-o", str(dl / f"f{i}")]
+        curl_s = min(_run(curl_cmd, tmp)[0] for _ in range(2))
+        runs = []
+        for k in range(2):
+            b = tmp / f"b{k}"
+            b.mkdir()
+            (b / "raisin.toml").write_bytes((a / "raisin.toml").read_bytes())
+            (b / "raisin.lock").write_bytes((a / "raisin.lock").read_bytes())
+            (b / "src").symlink_to(a / "src")
+            runs.append(_run([RAISIN, "realize", "-j", "0", "--substituter", nginx.url, "--trusted-key", public], b))
+        raisin_s = min(w for w, _ in runs)
+        rss = max(r for _, r in runs)
+    finally:
+        nginx.stop()
+    mb = total / 1e6
+    return [
+        {
+            "name": f"substitute {n}x{mib} MiB closure ({mb:.0f} MB) over loopback: throughput vs curl",
+            "raisin_s": raisin_s,
+            "reference_s": curl_s,
+            "ratio": curl_s / raisin_s,
+            "goal": ">= 0.70",
+            "reference": f"curl, same files, one connection (raisin {mb / raisin_s:.0f} MB/s, curl {mb / curl_s:.0f} MB/s)",
+        },
+        {
+            "name": "substitute: raisin peak RSS (MB)",
+            "raisin_s": rss / 1e6,
+            "reference_s": 150.0,
+            "ratio": rss / 1e6 / 150.0,
+            "goal": "<= 1.0",
+            "reference": "150 MB budget",
+        },
+    ]

@@ -1,0 +1,85 @@
+"""Real servers for tests and benchmarks: nginx on 127.0.0.1 with WebDAV PUT.
+
+Imported by tests/test_cache.py and bench/bench_cache.py (which puts tests/ on
+sys.path), so both run the same configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Nginx:
+    """A real nginx on 127.0.0.1 serving ``root`` with WebDAV PUT."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = base / "www"
+        self.root.mkdir(parents=True)
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        tmp = base / "tmp"
+        tmp.mkdir()
+        (base / "nginx.conf").write_text(
+            f"""{user}worker_processes 1;
+daemon off;
+pid {base}/nginx.pid;
+error_log {base}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {base}/access.log;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      root {self.root};
+      dav_methods PUT;
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+      client_max_body_size 0;
+    }}
+  }}
+}}
+"""
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cache"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", str(self.base), "-c", str(self.base / "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"nginx did not start: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not open its port")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
