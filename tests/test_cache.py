@@ -625,3 +625,48 @@ def test_xz_and_uncompressed_nars_are_readable(built_demo, tmp_path):
     b = _fresh(proj, tmp_path / "b")
     r = _sub(b, f"file://{cache_dir}", public)
     assert r.code == 0 and "substituted 3" in r.err, r
+
+
+def test_downloads_run_beside_independent_builds(built_demo, tmp_path):
+    """A substitution does not wait for a build it does not depend on (one build slot)."""
+    _, secret, public = built_demo
+    a = tmp_path / "a"
+    (a / "src").mkdir(parents=True)
+    (a / "src" / "f").write_text("f\n")
+    (a / "raisin.toml").write_text(
+        """
+[components.cached]
+source = { path = "src" }
+version = "1"
+build = ["install -Dm644 f $out/share/f"]
+
+[components.slow]
+source = { path = "src" }
+version = "1"
+build = ["sleep 3", "install -Dm644 f $out/share/slow"]
+"""
+    )
+    assert raisin("realize", "cached", cwd=a).code == 0
+    cache = tmp_path / "cache"
+    assert raisin("push", f"file://{cache}", "cached", "--key", str(secret), cwd=a).code == 0
+    b = _fresh(a, tmp_path / "b")
+    r = raisin("realize", "-j", "1", "--substituter", f"file://{cache}", "--trusted-key", public, cwd=b)
+    assert r.code == 0, r
+    assert "substituted 1, built 1" in r.err
+    lines = r.err.splitlines()
+    done = [i for i, line in enumerate(lines) if line.startswith("[")]
+    assert "cached ok" in lines[done[0]] and "substituted" in lines[done[0]]
+    assert "slow ok" in lines[done[1]]
+    assert lines.index("building slow") < done[0]  # the build had started before the download finished
+
+
+def test_j0_needs_a_substituter_and_bad_urls_are_input_errors(demo):
+    r = raisin("realize", "-j", "0", cwd=demo)
+    assert r.code == 2 and "-j 0 builds nothing locally" in r.err, r
+    r = raisin("realize", "--substituter", "ftp://example.org/c", "--trusted-key", "k:" + "A" * 43 + "=", cwd=demo)
+    assert r.code == 2 and "not a cache URL" in r.err, r
+    r = raisin("realize", "--substituter", "file:///nonexistent", "--trusted-key", "k:short", cwd=demo)
+    assert r.code == 2 and "--trusted-key" in r.err and "invalid public key" in r.err, r
+    (demo / "raisin.toml").write_text((demo / "raisin.toml").read_text() + '\n[cache]\nsubstituters = "x"\n')
+    r = raisin("realize", cwd=demo)
+    assert r.code == 2 and "cache" in r.err and "Traceback" not in r.err, r
