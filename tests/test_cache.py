@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
 from conftest import raisin
 from servers import Nginx
 
@@ -302,8 +301,6 @@ def _assert_untouched(b: Path, before: dict) -> None:
 
 def test_untrusted_key_is_refused(built_demo, tmp_path):
     proj, cache, public = _pushed(built_demo, tmp_path)
-    other = subprocess.run(["nix-store", "--generate-binary-cache-key", "test-cache-1", "/dev/stdout", "/dev/null"],
-                           capture_output=True, text=True)
     b = _fresh(proj, tmp_path / "b")
     before = _snapshot(b)
     wrong = "test-cache-1:" + base64.b64encode(os.urandom(32)).decode()  # same name, other key
@@ -320,7 +317,6 @@ def test_untrusted_key_is_refused(built_demo, tmp_path):
     # no key at all is an input error
     r = raisin("realize", "--substituter", f"file://{cache}", cwd=_fresh(proj, tmp_path / "c"))
     assert r.code == 2 and "no key is trusted" in r.err
-    del other
 
 
 def test_flipped_byte_and_truncated_download_are_refused(built_demo, tmp_path):
@@ -352,7 +348,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         srv = self.server
         srv.seen.append((self.command, self.path, self.headers.get("Authorization")))  # type: ignore[attr-defined]
         if srv.need_auth and self.headers.get("Authorization") != srv.need_auth:  # type: ignore[attr-defined]
@@ -437,7 +433,7 @@ def test_http_retries_5xx_and_sends_credentials(built_demo, tmp_path, fixture_se
     # .netrc credentials (Basic auth) when no token is set
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password wonder\n")
-    srv2, url2 = fixture_server(cache, need_auth="Basic " + base64.b64encode(b"alice:wonder").decode())
+    _, url2 = fixture_server(cache, need_auth="Basic " + base64.b64encode(b"alice:wonder").decode())
     c = _fresh(proj, tmp_path / "c")
     r = _sub(c, url2, public, "motd", env={"NETRC": str(netrc)})
     assert r.code == 0, r
@@ -552,7 +548,7 @@ def test_export_import_hand_over(built_demo, tmp_path):
     assert (m / "raisin.lock").read_bytes() == (proj / "raisin.lock").read_bytes()
     store = tmp_path / "elsewhere" / "store"
     a_info = _show(proj)
-    for name, c in a_info.items():
+    for c in a_info.values():
         got = store / Path(c["out"]).name
         assert _dump(got) == _dump(Path(c["out"]))
     r = raisin("--store", str(store), "realize", "--lock", str(m / "raisin.lock"), cwd=m)

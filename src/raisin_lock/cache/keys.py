@@ -18,8 +18,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._+\-]+$")
 
@@ -99,7 +103,7 @@ class SecretKey:
             raise InputError(f"invalid key name {name!r} (letters, digits, . _ + -)", key="NAME")
         return cls(name, os.urandom(32))
 
-    def _private(self):  # type: ignore[no-untyped-def]
+    def _private(self) -> Ed25519PrivateKey:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         return Ed25519PrivateKey.from_private_bytes(self.seed)

@@ -75,7 +75,7 @@ class _Counter:
 
     def read(self, n: int = -1) -> bytes:
         try:
-            data = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
+            data: bytes = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
         except RaisinError:
             raise
         except Exception as exc:  # httpx timeouts and resets, OSError: not the data's fault
@@ -102,7 +102,7 @@ class _Prefetch:
     of about 1 MiB wait between them, which bounds memory.
     """
 
-    def __init__(self, counter: _Counter, kind: str, where: str, depth: int = 8) -> None:
+    def __init__(self, counter: _Counter, kind: str, where: str, depth: int = 4) -> None:
         self.counter = counter
         self.kind = kind
         self.where = where
@@ -163,7 +163,7 @@ class _Prefetch:
 
     def close(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=60)
+        self.thread.join(timeout=5)  # a thread still blocked in a read ends at its timeout; it writes nothing
 
 
 def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where: str) -> str:

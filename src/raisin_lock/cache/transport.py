@@ -130,7 +130,10 @@ class FileTransport(Transport):
         self._write(rel, fill)
 
     def put_bytes(self, rel: str, data: bytes, content_type: str = "text/plain") -> None:
-        self._write(rel, lambda out: out.write(data) and None)
+        def fill(out: IO[bytes]) -> None:
+            out.write(data)
+
+        self._write(rel, fill)
 
 
 class _Stream:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .context import Context
 from .cmd_gc import human
+from .context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
