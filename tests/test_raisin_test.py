@@ -196,6 +196,24 @@ run = ["echo about to fail", "exit 3"]
     assert "error: status-bad: step 2/2 failed with exit status 3: exit 3" in r.err
 
 
+def test_the_unfinished_line_that_passed_the_test_is_in_the_log(tmp_path: Path) -> None:
+    """A guest stopped mid-line (a prompt, a marker whose newline has not come yet): the log still shows it."""
+    proj = make_stack(
+        tmp_path,
+        """
+[tests.prompt]
+run = ["printf 'booted\\nlogin: '; exec sleep 1000"]
+expect = ["booted", "login:"]
+timeout = 30
+""",
+    )
+    r = raisin("test", cwd=proj)
+    assert r.code == 0, r
+    log = (proj / "store/.raisin/test-logs/prompt.log").read_text().splitlines()
+    assert "login: " in log, log
+    assert log.index("login: ") < next(i for i, ln in enumerate(log) if ln.startswith("raisin: stopped")), log
+
+
 def test_files_placeholders_and_environment(tmp_path: Path) -> None:
     proj = make_stack(
         tmp_path,

@@ -93,6 +93,21 @@ class _Watch:
             self._line(self.partial.rstrip("\r"), log)
             self.partial = ""
 
+    def keep_unfinished(self, log: object) -> None:
+        """The run stopped mid-line (an expectation met, a timeout): log that line, unjudged.
+
+        It was matched as it arrived (``feed``); it is often the very line that
+        met the last expectation, so the log and the tail must show it.
+        """
+        text, mark, header = self.partial.partition(MARK)
+        self.partial = ""
+        text = text.rstrip("\r")
+        if text:
+            log.write(text + "\n")  # type: ignore[attr-defined]
+            self.tail.append(text)
+        if mark and header:
+            log.write(header + "\n")  # type: ignore[attr-defined]
+
     def _line(self, line: str, log: object) -> None:
         cut = line.find(MARK)
         if cut > 0:
@@ -247,6 +262,8 @@ def run(
             kill_group(proc)
             proc.stdout.close()
             elapsed = time.monotonic() - start
+            if not eof:
+                watch.keep_unfinished(log)
             if timed_out or not eof:
                 log.write(f"raisin: stopped the test's processes after {elapsed:.1f}s\n")
     seconds = time.monotonic() - start
