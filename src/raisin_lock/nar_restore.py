@@ -408,18 +408,61 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
         made.append(True)
     try:
         left = size
+        flushed = written = 0
         while left:
             data = r.some(min(left, CHUNK))
             left -= len(data)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            written += len(data)
+            if written - flushed >= _WRITEBACK:
+                _start_writeback(fd, flushed, written - flushed)
+                flushed = written
         pad = -size % 8
         if pad and r.exact(pad) != _PAD[:pad]:
             raise _unsafe(f"malformed NAR: non-zero padding at offset {r.size - pad}")
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
+
+
+_WRITEBACK = 8 << 20  # start writing big files back to disk every 8 MiB
+
+
+def _writeback_call() -> Callable[[int, int, int], None] | None:
+    """``sync_file_range(fd, off, n, SYNC_FILE_RANGE_WRITE)`` via libc, or None.
+
+    Starts writing a range of a big file to disk without waiting, so the
+    fsync the store does before registering (durability) finds most of the
+    data already written instead of all of it: on a 1 GB substitution this
+    moved ~2 s of disk writes under the download. Not in ``os``; Linux only.
+    """
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def call(fd: int, off: int, n: int) -> None:
+        fn(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE; a failure only loses the head start
+
+    return call
+
+
+_writeback: list[Callable[[int, int, int], None] | None] = []
+
+
+def _start_writeback(fd: int, off: int, n: int) -> None:
+    if not _writeback:
+        _writeback.append(_writeback_call())
+    if _writeback[0] is not None:
+        _writeback[0](fd, off, n)
 
 
 def _remove(pfd: int, base: bytes) -> None:
