@@ -607,7 +607,7 @@ def realize(
     drvs = lk.derivations()
     valid_paths = store.valid_subset([drvs[n].out for n in order])
     if not check and len(valid_paths) == len(order):
-        from .build.scheduler import RealizeResult
+        from .build.result import RealizeResult
 
         return RealizeResult(already_valid=order)
     from .build.scheduler import Events, Scheduler

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..derivation import Derivation, dep_var
 from .events import Events
+from .result import Failure, RealizeResult
 from ..errors import BuildError, InputError, RaisinError
 
 if TYPE_CHECKING:
@@ -42,28 +43,6 @@ if TYPE_CHECKING:
 
 SandboxMode = Literal["bwrap", "none"]
 FETCH_SLOTS = 4
-
-
-@dataclass
-class Failure:
-    name: str
-    reason: str
-    log: Path | None = None
-
-
-@dataclass
-class RealizeResult:
-    built: list[str] = field(default_factory=list)
-    substituted: list[str] = field(default_factory=list)
-    already_valid: list[str] = field(default_factory=list)
-    failed: list[Failure] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    not_reproducible: dict[str, list[str]] = field(default_factory=dict)
-    check_summary: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.skipped and not self.not_reproducible
 
 
 @dataclass

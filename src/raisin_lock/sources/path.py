@@ -65,28 +65,16 @@ def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped
     assert spec.path is not None
     p = _dir(spec.path, ctx)
     nar_hash = _hash(p, ctx)
-    locked = LockedSource(
+    # Only hashed here: realize copies the directory into the store (and checks
+    # it still has this hash), so a first lock of many checkouts stays cheap.
+    return LockedSource(
         kind="path", nar_hash=nar_hash, date=DEFAULT_DATE, label=make_label(str(p.resolve())), path=spec.path
     )
-    _add(p, locked, ctx)
-    return locked
 
 
 def current_hash(spec_path: str, ctx: FetchContext):  # type: ignore[no-untyped-def]
     """The hash the directory has now (for staleness checks)."""
     return _hash(_dir(spec_path, ctx), ctx)
-
-
-def _add(p: Path, locked: LockedSource, ctx: FetchContext) -> None:
-    sp = locked.store_path
-    if ctx.store.is_valid(sp):
-        return
-    with ctx.store.tmpdir("path-src") as tmp:
-        copy = tmp / "src"
-        _copy(p, copy, ctx)
-        info = ctx.store.add_tree(copy, sp.name, expected=locked.nar_hash)
-    if info.path != sp:
-        raise AssertionError(f"source path {info.path} != {sp}")
 
 
 def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:

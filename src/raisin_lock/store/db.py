@@ -38,6 +38,7 @@ older one would be migrated here, in one transaction, before use.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -125,12 +126,19 @@ class Database:
 
         ``initial_meta`` is written into ``meta`` in the creating transaction.
         """
-        db = cls(path, cls._connect(path, readonly=False), readonly=False)
+        # Two processes opening a brand-new store at once race on
+        # ``PRAGMA journal_mode = WAL``, which SQLite answers with an immediate
+        # SQLITE_BUSY (no busy handler) to the loser: serialise the opening.
+        lock_fd = _lock_file(path.with_name(path.name + ".open.lock"))
         try:
-            created = db._initialise(initial_meta or {})
-        except BaseException:
-            db.close()
-            raise
+            db = cls(path, cls._connect(path, readonly=False), readonly=False)
+            try:
+                created = db._initialise(initial_meta or {})
+            except BaseException:
+                db.close()
+                raise
+        finally:
+            os.close(lock_fd)
         return db, created
 
     @staticmethod
@@ -443,3 +451,13 @@ class Database:
                 "INSERT OR REPLACE INTO derivations (drv_hash, name, out_path) VALUES (?, ?, ?)",
                 (drv_hash, name, out.base),
             )
+
+
+def _lock_file(path: Path) -> int:
+    """An exclusive flock on ``path`` (created); the caller closes the fd to release it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        raise RaisinError(f"cannot lock the store database: {exc.strerror}", file=str(path)) from exc
+    return fd
