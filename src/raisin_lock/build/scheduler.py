@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ..store_path import StorePath
 
 SandboxMode = Literal["bwrap", "none"]
-FETCH_SLOTS = 4
+FETCH_SLOTS = min(8, max(2, os.cpu_count() or 2))  # downloads are CPU-bound (hashing, unpacking)
 
 
 @dataclass

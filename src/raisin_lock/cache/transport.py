@@ -141,18 +141,21 @@ class _Stream:
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buf = memoryview(b"")
+        self._chunk = b""
+        self._off = 0
 
     def read(self, n: int = -1) -> bytes:
-        if not self._buf:
+        if self._off >= len(self._chunk):
             try:
-                self._buf = memoryview(next(self._chunks))
+                self._chunk, self._off = next(self._chunks), 0
             except StopIteration:
                 return b""
-        if n < 0 or n >= len(self._buf):
-            out, self._buf = bytes(self._buf), memoryview(b"")
+        if self._off == 0 and (n < 0 or n >= len(self._chunk)):
+            out, self._chunk = self._chunk, b""  # the whole chunk: no copy
             return out
-        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
+        end = len(self._chunk) if n < 0 else self._off + n
+        out = self._chunk[self._off : end]
+        self._off += len(out)
         return out
 
     def readable(self) -> bool:
