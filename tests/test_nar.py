@@ -583,3 +583,34 @@ def test_restore_handles_short_reads(tmp_path: Path, everything: Path) -> None:
     h, size = restore(read, tmp_path / "dest", allowed_absolute_prefixes=("/",))
     assert (h.hex, size) == (hashlib.sha256(data).hexdigest(), len(data))
     assert raisin_dump(tmp_path / "dest") == data
+
+
+@pytest.mark.slow
+def test_real_debian_source_package_matches_nix(tmp_path: Path) -> None:
+    """SeaBIOS' Debian source, fetched and unpacked by raisin (apt-get source +
+    dpkg-source -x): raisin's NAR bytes and hash equal nix-store --dump / nix-hash."""
+    import base64
+    import json
+
+    from conftest import RAISIN, raisin
+
+    if shutil.which("apt-get") is None or shutil.which("dpkg-source") is None:
+        pytest.skip("needs a Debian/Ubuntu host (apt-get, dpkg-source)")
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "raisin.toml").write_text(
+        '[components.seabios]\nsource = { debian = "seabios", version = "1.16.2-1" }\n'
+        'version = "1.16.2"\nbuild = ["mkdir -p $out"]\n'
+    )
+    r = raisin("lock", cwd=proj, timeout=900)
+    assert r.code == 0, r
+    locked = json.loads(raisin("show", "--json", cwd=proj).out)["components"]["seabios"]["nar_hash"]
+    (src,) = [p for p in (proj / "store").iterdir() if p.name.endswith("-seabios-debian-source")]
+    assert sum(len(f) for _, _, f in os.walk(src)) > 200  # a real tree (SeaBIOS 1.16.2: ~300 files)
+    nix = subprocess.run(["nix-store", "--dump", str(src)], capture_output=True, check=True).stdout
+    ours = subprocess.run([RAISIN, "store", "dump", str(src)], capture_output=True, check=True).stdout
+    assert ours == nix
+    hexd = subprocess.run(["nix-hash", "--type", "sha256", str(src)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert locked == "sha256-" + base64.b64encode(bytes.fromhex(hexd)).decode()
+    assert hash_path(src)[0].hex == hexd
