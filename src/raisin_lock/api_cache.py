@@ -82,6 +82,9 @@ def make_substituters(
     from .cache.substitute import Substituters
 
     if offline:
+        remote = [u for u in all_urls if not u.startswith("file:")]
+        if remote:
+            warn(f"--offline: not asking {', '.join(remote)}")
         all_urls = [u for u in all_urls if u.startswith("file:")]
         if not all_urls:
             return None

@@ -111,6 +111,7 @@ class _Prefetch:
         self._chunk = b""
         self._off = 0
         self._eof = False
+        self.nar_bytes = 0  # decompressed bytes handed over
         self.thread = threading.Thread(target=self._run, name="raisin-download", daemon=True)
         self.thread.start()
 
@@ -135,6 +136,7 @@ class _Prefetch:
                     raise UnsafeArchive(f"{self.where}: corrupt compressed NAR: {exc}") from None
                 if not data:
                     break
+                self.nar_bytes += len(data)
                 if not self._put(data):
                     return
             self.counter.drain()  # the FileHash covers every byte of the file
@@ -201,6 +203,8 @@ def unpack_into(
         if pipe.read(1):
             raise UnsafeArchive(f"{where}: data after the end of the NAR")
         pipe.thread.join()
+        if pipe.nar_bytes != info.nar_size:
+            raise HashMismatch(f"{where}: NarSize {info.nar_size} but the NAR has {pipe.nar_bytes} bytes")
         if info.file_size is not None and counter.size != info.file_size:
             raise HashMismatch(f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}")
         got = Hash(counter.hash.digest())
@@ -226,8 +230,6 @@ def unpack_into(
         raise UnsafeArchive(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
     finally:
         pipe.close()
-    if got.nar_size != info.nar_size:
-        raise HashMismatch(f"{where}: NarSize {info.nar_size} but the NAR has {got.nar_size} bytes")
     return got
 
 
