@@ -409,6 +409,7 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
     try:
         left = size
         flushed = written = 0
+        prev: tuple[int, int] | None = None
         while left:
             data = r.some(min(left, CHUNK))
             left -= len(data)
@@ -417,7 +418,8 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
                 view = view[os.write(fd, view) :]
             written += len(data)
             if written - flushed >= _WRITEBACK:
-                _start_writeback(fd, flushed, written - flushed)
+                _start_writeback(fd, flushed, written - flushed, prev)
+                prev = (flushed, written - flushed)
                 flushed = written
         pad = -size % 8
         if pad and r.exact(pad) != _PAD[:pad]:
@@ -430,7 +432,7 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
 _WRITEBACK = 8 << 20  # start writing big files back to disk every 8 MiB
 
 
-def _writeback_call() -> Callable[[int, int, int], None] | None:
+def _writeback_call() -> Callable[[int, int, int, int], None] | None:
     """``sync_file_range(fd, off, n, SYNC_FILE_RANGE_WRITE)`` via libc, or None.
 
     Starts writing a range of a big file to disk without waiting, so the
@@ -449,20 +451,23 @@ def _writeback_call() -> Callable[[int, int, int], None] | None:
     fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
     fn.restype = ctypes.c_int
 
-    def call(fd: int, off: int, n: int) -> None:
-        fn(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE; a failure only loses the head start
+    def call(fd: int, off: int, n: int, flags: int) -> None:
+        fn(fd, off, n, flags)  # a failure only loses the head start
 
     return call
 
 
-_writeback: list[Callable[[int, int, int], None] | None] = []
+_writeback: list[Callable[[int, int, int, int], None] | None] = []
 
 
-def _start_writeback(fd: int, off: int, n: int) -> None:
+def _start_writeback(fd: int, off: int, n: int, prev: tuple[int, int] | None) -> None:
     if not _writeback:
         _writeback.append(_writeback_call())
-    if _writeback[0] is not None:
-        _writeback[0](fd, off, n)
+    call = _writeback[0]
+    if call is not None:
+        call(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE: start this range
+        if prev is not None:
+            call(fd, prev[0], prev[1], 7)  # WAIT_BEFORE|WRITE|WAIT_AFTER: the one before is on disk
 
 
 def _remove(pfd: int, base: bytes) -> None:
