@@ -205,10 +205,15 @@ class Scheduler:
         slots = max(1, self.jobs)
         self._jobserver = Jobserver(slots)
 
+        fetches: set[Future[str]] = set()  # the running futures that are downloads
+
+        def fetching(name: str) -> bool:
+            return name in self.offered and work == self._realize_one
+
         def free(name: str) -> bool:
-            fetching = name in self.offered and work == self._realize_one
-            same = sum(1 for n in running.values() if (n in self.offered) == fetching)
-            return same < (FETCH_SLOTS if fetching else slots)
+            if fetching(name):
+                return len(fetches) < FETCH_SLOTS
+            return len(running) - len(fetches) < slots
 
         try:
             with ThreadPoolExecutor(max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build") as pool:
@@ -219,12 +224,16 @@ class Scheduler:
                             i += 1
                             continue
                         name = ready.pop(i)
-                        running[pool.submit(work, name)] = name
+                        fut = pool.submit(work, name)
+                        running[fut] = name
+                        if fetching(name):
+                            fetches.add(fut)
                     if not running:
                         break
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
                     for fut in done:
                         name = running.pop(fut)
+                        fetches.discard(fut)
                         try:
                             note = fut.result()
                         except _BuildFailed as exc:
