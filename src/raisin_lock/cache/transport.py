@@ -33,6 +33,9 @@ from ..errors import InputError, RaisinError
 T = TypeVar("T")
 
 
+MAX_SMALL = (1 << 20) + 1  # a narinfo is a few hundred bytes; this bounds a hostile answer
+
+
 class CacheError(RaisinError):
     """The cache refused or failed an operation."""
 
@@ -217,12 +220,21 @@ class HttpTransport(Transport):
             raise CacheError(f"{self.where(rel)}: HTTP {r.status_code} {r.reason_phrase}")
 
     def get(self, rel: str) -> bytes | None:
+        """A small file (narinfo, nix-cache-info): at most ``MAX_SMALL`` bytes are read."""
+
         def op() -> bytes | None:
-            r = self.client.get(self._u(rel))
-            if r.status_code == 404:
-                return None
-            self._check(r, rel, (200,))
-            return bytes(r.content)
+            with self.client.stream("GET", self._u(rel)) as r:
+                if r.status_code == 404:
+                    return None
+                self._check(r, rel, (200,))
+                parts: list[bytes] = []
+                got = 0
+                for chunk in r.iter_bytes():  # decoded, should a server gzip text
+                    got += len(chunk)
+                    if got > MAX_SMALL:
+                        raise CacheError(f"{self.where(rel)}: larger than {MAX_SMALL} bytes; refusing it")
+                    parts.append(chunk)
+                return b"".join(parts)
 
         return self._retrying(f"GET {rel}", op)
 
@@ -240,7 +252,8 @@ class HttpTransport(Transport):
 
         r = self._retrying(f"GET {rel}", op)
         try:
-            yield _Stream(r.iter_raw())
+            # raw bytes (no decoding layer) unless the server added a content encoding
+            yield _Stream(r.iter_bytes() if r.headers.get("content-encoding") else r.iter_raw())
         except self._httpx.TransportError as exc:
             raise CacheUnreachable(f"cache {self.url}: download of {rel} failed: {type(exc).__name__}: {exc}") from None
         finally:
