@@ -10,6 +10,7 @@ that leave the archive (lexically or through its own links) are refused with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -432,6 +433,7 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
 _WRITEBACK = 8 << 20  # start writing big files back to disk every 8 MiB
 
 
+@functools.cache
 def _writeback_call() -> Callable[[int, int, int, int], None] | None:
     """``sync_file_range(fd, off, n, flags)`` via libc, or None where it is missing.
 
@@ -459,13 +461,8 @@ def _writeback_call() -> Callable[[int, int, int, int], None] | None:
     return call
 
 
-_writeback: list[Callable[[int, int, int, int], None] | None] = []
-
-
 def _start_writeback(fd: int, off: int, n: int, prev: tuple[int, int] | None) -> None:
-    if not _writeback:
-        _writeback.append(_writeback_call())
-    call = _writeback[0]
+    call = _writeback_call()
     if call is not None:
         call(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE: start this range
         if prev is not None:
