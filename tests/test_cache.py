@@ -371,10 +371,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if srv.stall and self.path.startswith("/nar/"):  # type: ignore[attr-defined]
+        if (srv.stall or srv.short) and self.path.startswith("/nar/"):  # type: ignore[attr-defined]
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
-            srv.release.wait(30)  # type: ignore[attr-defined]
+            if srv.stall:  # type: ignore[attr-defined]
+                srv.release.wait(30)  # type: ignore[attr-defined]
+            self.close_connection = True  # short: half the promised bytes, then the connection closes
             return
         self.wfile.write(data)
 
@@ -390,6 +392,7 @@ def fixture_server():
         srv.daemon_threads = True
         srv.root, srv.seen, srv.release = root, [], threading.Event()  # type: ignore[attr-defined]
         srv.stall = kw.get("stall", False)  # type: ignore[attr-defined]
+        srv.short = kw.get("short", False)  # type: ignore[attr-defined]
         srv.need_auth = kw.get("need_auth")  # type: ignore[attr-defined]
         srv.fail_first = dict(kw.get("fail_first", {}))  # type: ignore[attr-defined]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -418,6 +421,79 @@ def test_stalling_server_times_out(built_demo, tmp_path, fixture_server):
     # a normal realize falls back to building
     r = raisin("realize", "motd", "--substituter", url, "--trusted-key", public, cwd=b,
                env={"RAISIN_HTTP_TIMEOUT": "1", "RAISIN_HTTP_RETRIES": "0"})
+    assert r.code == 0 and "building instead" in r.err and "built 1" in r.err, r
+
+
+@pytest.fixture(scope="module")
+def built_big(tmp_path_factory, built_demo):
+    """Two components of 6 MiB of incompressible data (NARs past the big-body
+    read path's 4 MiB threshold), realized and pushed to a file:// cache."""
+    _, secret, public = built_demo
+    base = tmp_path_factory.mktemp("big")
+    a = base / "a"
+    (a / "src").mkdir(parents=True)
+    (a / "src" / "f").write_text("f\n")
+    (a / "raisin.toml").write_text(
+        "".join(
+            f"""
+[components.big{i}]
+source = {{ path = "src" }}
+version = "1"
+build = ["mkdir -p $out/share", "head -c 6M /dev/urandom > $out/share/blob", "echo {i} > $out/share/id"]
+"""
+            for i in range(2)
+        )
+    )
+    assert raisin("realize", cwd=a).code == 0
+    cache = base / "cache"
+    assert raisin("push", f"file://{cache}", "--key", str(secret), cwd=a).code == 0
+    assert all(f.stat().st_size > 6 << 20 for f in (cache / "nar").iterdir())
+    return a, cache, public
+
+
+def test_big_nars_over_nginx_are_bit_identical(built_big, tmp_path):
+    """Big bodies are read straight off the connection (not through h11): the
+    paths come out bit-identical, and later requests still work."""
+    a, cache, public = built_big
+    n = Nginx(tmp_path / "nginx")
+    n.start()
+    try:
+        shutil.copytree(cache, n.root / "cache")
+        b = _fresh(a, tmp_path / "b")
+        r = _sub(b, n.url, public)
+        assert r.code == 0, r
+        assert "substituted 2, built 0" in r.err
+        for name, comp in _show(a).items():
+            out = Path(comp["out"]).name
+            assert _dump(b / "store" / out) == _dump(a / "store" / out), name
+        assert raisin("store", "verify", cwd=b).code == 0
+        # nginx saw every request answered in full: nothing was cut off by the direct reads
+        log = (n.base / "access.log").read_text().splitlines()
+        assert sum(" 200 " in line and ".nar.zst" in line for line in log) == 2
+    finally:
+        n.stop()
+
+
+@pytest.mark.parametrize("mode", ["stall", "short"])
+def test_big_nar_cut_off_mid_body_is_refused(mode, built_big, tmp_path, fixture_server):
+    """A big body that stalls past the timeout, or whose connection closes
+    before Content-Length bytes arrived: nothing registered or left, and a
+    normal realize builds instead."""
+    a, cache, public = built_big
+    _, url = fixture_server(cache, **{mode: True})
+    b = _fresh(a, tmp_path / "b")
+    before = _snapshot(b)
+    env = {"RAISIN_HTTP_TIMEOUT": "1", "RAISIN_HTTP_RETRIES": "0"}
+    t0 = time.monotonic()
+    r = _sub(b, url, public, "big0", env=env)
+    assert r.code == 1, r
+    assert time.monotonic() - t0 < 20
+    if mode == "stall":
+        assert "ReadTimeout" in r.err or "timed out" in r.err, r
+    else:
+        assert "connection closed after" in r.err, r  # the direct read counted the bytes
+    _assert_untouched(b, before)
+    r = raisin("realize", "big0", "--substituter", url, "--trusted-key", public, cwd=b, env=env)
     assert r.code == 0 and "building instead" in r.err and "built 1" in r.err, r
 
 

@@ -26,7 +26,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import HashMismatch, InputError, RaisinError, UnsafeArchive
 from ..hashing import Hash
@@ -144,7 +144,7 @@ class _Prefetch:
         except BaseException as exc:
             self._put(exc)
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> bytes | memoryview:
         if self._off >= len(self._chunk):
             if self._eof:
                 return b""
@@ -157,9 +157,13 @@ class _Prefetch:
                 raise item
             self._chunk, self._off = item, 0
         if self._off == 0 and n >= len(self._chunk):
-            out, self._chunk = self._chunk, b""
-            return out
-        out = self._chunk[self._off : self._off + n]
+            whole, self._chunk = self._chunk, b""
+            return whole
+        out: bytes | memoryview
+        if n >= 1 << 16:  # file contents: a view, not a copy (tokens are read in small pieces)
+            out = memoryview(self._chunk)[self._off : self._off + n]
+        else:
+            out = self._chunk[self._off : self._off + n]
         self._off += len(out)
         return out
 
@@ -214,7 +218,9 @@ def unpack_into(
     ca = "source" if info.ca and info.ca.startswith("fixed:r:sha256:") else None
     try:
         got = store.add_nar(
-            pipe.read,
+            # views come only from reads of >= 64 KiB, which restore makes for
+            # file contents alone (hashed and written, never compared)
+            cast("Callable[[int], bytes]", pipe.read),
             info.path,
             expected=info.nar_hash,
             references=info.references,
