@@ -20,15 +20,16 @@ def _free_port() -> int:
 
 
 class Nginx:
-    """A real nginx on 127.0.0.1 serving ``root`` with WebDAV PUT.
+    """A real nginx on 127.0.0.1 serving ``root`` with WebDAV PUT (over TLS with ``tls``).
 
     ``sendfile``/``tcp_nopush`` as in Debian's shipped /etc/nginx/nginx.conf:
     what a cache server runs with (and without it nginx's own copies compete
     with the client for the CPU in the bench).
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, tls: bool = False) -> None:
         self.base = base
+        self.tls = tls
         self.root = base / "www"
         self.root.mkdir(parents=True)
         self.port = _free_port()
@@ -36,6 +37,16 @@ class Nginx:
         user = "user root;\n" if os.geteuid() == 0 else ""
         tmp = base / "tmp"
         tmp.mkdir()
+        listen = f"127.0.0.1:{self.port}"
+        if tls:  # a self-signed certificate for 127.0.0.1; clients trust it via SSL_CERT_FILE=self.cert
+            self.cert = base / "cert.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", str(base / "key.pem"), "-out", str(self.cert), "-days", "2",
+                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                check=True, capture_output=True,
+            )
+            listen += f" ssl;\n    ssl_certificate {self.cert};\n    ssl_certificate_key {base / 'key.pem'}"
         (base / "nginx.conf").write_text(
             f"""{user}worker_processes 1;
 daemon off;
@@ -52,7 +63,7 @@ http {{
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen {listen};
     location / {{
       root {self.root};
       dav_methods PUT;
@@ -67,7 +78,7 @@ http {{
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/cache"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/cache"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(

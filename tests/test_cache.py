@@ -448,13 +448,13 @@ build = ["mkdir -p $out/share", "head -c 6M /dev/urandom > $out/share/blob", "ec
     cache = base / "cache"
     assert raisin("push", f"file://{cache}", "--key", str(secret), cwd=a).code == 0
     assert all(f.stat().st_size > 6 << 20 for f in (cache / "nar").iterdir())
-    return a, cache, public
+    return a, cache, public, secret
 
 
 def test_big_nars_over_nginx_are_bit_identical(built_big, tmp_path):
     """Big bodies are read straight off the connection (not through h11): the
     paths come out bit-identical, and later requests still work."""
-    a, cache, public = built_big
+    a, cache, public, _ = built_big
     n = Nginx(tmp_path / "nginx")
     n.start()
     try:
@@ -474,12 +474,39 @@ def test_big_nars_over_nginx_are_bit_identical(built_big, tmp_path):
         n.stop()
 
 
+def test_https_cache_push_and_big_substitution(built_big, tmp_path):
+    """https:// end to end: push (PUT over TLS) and substitute big NARs (the
+    direct body reads over TLS), trusting the server's CA via $SSL_CERT_FILE;
+    without it the certificate is refused and nothing is registered."""
+    a, _, public, secret = built_big
+    n = Nginx(tmp_path / "nginx", tls=True)
+    n.start()
+    try:
+        env = {"SSL_CERT_FILE": str(n.cert)}
+        b = _fresh(a, tmp_path / "b")
+        r = _sub(b, n.url, public)  # no CA: the certificate does not verify
+        assert r.code == 1 and "CERTIFICATE_VERIFY_FAILED" in r.err, r
+        assert _valid(b / "store") == []
+        r = raisin("push", n.url, "--key", str(secret), cwd=a, env=env)
+        assert r.code == 0, r
+        r = _sub(b, n.url, public, env=env)
+        assert r.code == 0 and "substituted 2, built 0" in r.err, r
+        for comp in _show(a).values():
+            out = Path(comp["out"]).name
+            assert _dump(b / "store" / out) == _dump(a / "store" / out)
+        c = _fresh(a, tmp_path / "c")
+        r = _sub(c, n.url, public, env={"SSL_CERT_FILE": str(tmp_path / "missing.pem")})
+        assert r.code == 2 and "SSL_CERT_FILE" in r.err, r
+    finally:
+        n.stop()
+
+
 @pytest.mark.parametrize("mode", ["stall", "short"])
 def test_big_nar_cut_off_mid_body_is_refused(mode, built_big, tmp_path, fixture_server):
     """A big body that stalls past the timeout, or whose connection closes
     before Content-Length bytes arrived: nothing registered or left, and a
     normal realize builds instead."""
-    a, cache, public = built_big
+    a, cache, public, _ = built_big
     _, url = fixture_server(cache, **{mode: True})
     b = _fresh(a, tmp_path / "b")
     before = _snapshot(b)

@@ -7,7 +7,8 @@ Both offer the same five operations on paths relative to the cache root:
 default 30, for connect and for each read), bounded retries with exponential
 backoff on connection errors, timeouts and 5xx answers
 (``RAISIN_HTTP_RETRIES``, default 2 retries), credentials from ``.netrc``
-(``$NETRC`` or ``~/.netrc``) and a bearer token from ``RAISIN_CACHE_TOKEN``.
+(``$NETRC`` or ``~/.netrc``) and a bearer token from ``RAISIN_CACHE_TOKEN``,
+and CA certificates from ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` for https.
 Writes are HTTP ``PUT`` (nginx's WebDAV module, an object store's HTTP
 endpoint); a ``file://`` write goes through a temp file and ``os.replace``,
 so readers never see half a file.
@@ -268,6 +269,7 @@ class HttpTransport(Transport):
         _bigger_reads()
         self._httpx = httpx
         self.client = httpx.Client(
+            verify=_tls_verify(),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
             headers=headers,
@@ -387,6 +389,27 @@ class HttpTransport(Transport):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _tls_verify() -> Any:
+    """The CA certificates to check a cache's TLS certificate against.
+
+    ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR`` when set (a private cache behind an
+    internal CA; the variables curl, OpenSSL and Nix read), else httpx's
+    default bundle. Read explicitly because the client ignores the rest of
+    the environment (``trust_env=False``: no proxies or .netrc by accident).
+    """
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    if cafile is None and capath is None:
+        return True
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        where = " and ".join(f"${k}={v}" for k, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
+        raise InputError(f"cannot load CA certificates from {where}: {exc}") from None
 
 
 def _bigger_reads() -> None:
