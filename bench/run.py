@@ -50,7 +50,7 @@ def main() -> int:
             t0 = time.monotonic()
             try:
                 got = mod.run(Path(tmp), quick=args.quick) if "quick" in mod.run.__code__.co_varnames else mod.run(Path(tmp))
-            except Exception as exc:  # a broken suite must not hide the others
+            except Exception as exc:  # noqa: BLE001  a broken suite must not hide the others
                 got = [{"name": f"{suite}: FAILED", "error": repr(exc)}]
             for r in got:
                 r.setdefault("suite", suite)

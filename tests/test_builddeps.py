@@ -110,7 +110,7 @@ def test_dry_run_on_debian_lists_exactly_the_missing_apt_packages(tmp_path: Path
     assert sorted(cmd[3:]) == sorted(expected_missing)
     assert "build-essential" not in cmd  # installed here
     # the component that needs it is named next to each package
-    assert re.search(rf"^  {NO_SUCH}\s+{_stack_recipes()[0]}$", r.stdout, re.M)
+    assert re.search(rf"^  {NO_SUCH}\s+{_stack_recipes()[0]}$", r.stdout, re.MULTILINE)
 
 
 def test_virtual_package_provided_by_an_installed_one_counts_as_installed(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import RAISIN, raisin
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"

@@ -13,7 +13,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_repo, nix_hash, raisin
 
 GREET_C = '#include <stdio.h>\nint greet(char *b, int n, const char *w) { return snprintf(b, n, "Hello, %s!", w); }\n'
@@ -95,7 +94,7 @@ def _export(repo: Path, rev: str, dest: Path) -> Path:
         if not rec:
             continue
         meta, _, name = rec.partition(b"\t")
-        mode, typ, oid = meta.decode().split()
+        mode, _typ, oid = meta.decode().split()
         if mode in ("100644", "100755"):
             blob = subprocess.run(["git", "cat-file", "blob", oid], cwd=dest, capture_output=True, check=True).stdout
             (dest / os.fsdecode(name)).write_bytes(blob)

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import raisin
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from conftest import RAISIN, nix_hash, raisin
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import git, raisin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,14 +279,14 @@ LIBVIRT_MESON = """\
 project('libvirt', 'c', version: '11.9.0', meson_version: '>= 0.56.0')
 xenlight = dependency('xenlight')
 conf = configuration_data()
-foreach opt : %s
+foreach opt : {}
   conf.set(opt, get_option(opt).enabled() ? 'enabled' : 'disabled')
 endforeach
 configure_file(input: 'options.txt.in', output: 'options.txt', configuration: conf,
                install: true, install_dir: get_option('datadir') / 'libvirt')
 executable('libvirtd', 'libvirtd.c', dependencies: xenlight,
            install: true, install_dir: get_option('sbindir'))
-""" % json.dumps(LIBVIRT_OPTIONS).replace('"', "'")
+""".format(json.dumps(LIBVIRT_OPTIONS).replace('"', "'"))
 LIBVIRT_MESON_OPTIONS = "".join(f"option('{o}', type: 'feature', value: 'auto')\n" for o in LIBVIRT_OPTIONS)
 LIBVIRT_OPTIONS_IN = "".join(f"{o}=@{o}@\n" for o in LIBVIRT_OPTIONS)
 LIBVIRTD_C = """\
@@ -425,9 +424,9 @@ def build_mirrors(base: Path) -> Mirrors:
         "config.sub": "#!/bin/sh\necho \"$1\"\n",
     }
     releases = [
-        ("4.17.0", dict(qemu="qemu-xen-4.17.0", seabios="rel-1.16.0", trad="xen-4.17.0")),
-        ("4.20.0", dict(qemu="qemu-xen-4.20.0", seabios="rel-1.16.2")),
-        ("4.21.0", dict(qemu="qemu-xen-4.21.0", seabios="rel-1.16.3")),
+        ("4.17.0", {"qemu": "qemu-xen-4.17.0", "seabios": "rel-1.16.0", "trad": "xen-4.17.0"}),
+        ("4.20.0", {"qemu": "qemu-xen-4.20.0", "seabios": "rel-1.16.2"}),
+        ("4.21.0", {"qemu": "qemu-xen-4.21.0", "seabios": "rel-1.16.3"}),
     ]
     for i, (v, names) in enumerate(releases):
         rel = v.rsplit(".", 1)[0]
@@ -528,10 +527,10 @@ def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> 
 
     r = raisin("show", cwd=proj, env=env)
     assert r.code == 0, r
-    shown = set(re.findall(r"^(\S+) ", r.out, re.M))
+    shown = set(re.findall(r"^(\S+) ", r.out, re.MULTILINE))
     assert shown == names, r.out
     for follower in ("seabios", "ovmf", "qemu-xen"):
-        assert re.search(rf"^{follower} .*\n  source   git https://\S+ follows xen$", r.out, re.M), r.out
+        assert re.search(rf"^{follower} .*\n  source   git https://\S+ follows xen$", r.out, re.MULTILINE), r.out
     assert "RELEASE-4.21.0" in r.out
 
     r = raisin("show", "--json", cwd=proj, env=env)
@@ -546,8 +545,8 @@ def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> 
 
     r = raisin("graph", cwd=proj, env=env)
     assert r.code == 0, r
-    assert set(re.findall(r'^\s*"([^"]+)" \[label', r.out, re.M)) == names
-    edges = set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";', r.out, re.M))
+    assert set(re.findall(r'^\s*"([^"]+)" \[label', r.out, re.MULTILINE)) == names
+    edges = set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";', r.out, re.MULTILINE))
     assert edges == {("xen", "seabios"), ("xen", "ovmf"), ("qemu-xen", "xen"), ("grub", "xen"), ("libvirt", "xen")}
 
     r = raisin("graph", "--format", "json", cwd=proj, env=env)
@@ -616,11 +615,11 @@ def test_changing_xen_re_resolves_the_followers(mirrors: Mirrors, tmp_path: Path
     r = raisin("lock", "--check", cwd=proj, env=env)
     assert r.code == 1, r
     said = r.out + r.err
-    assert re.search(r"^\s*xen: changed in raisin.toml$", said, re.M), r
+    assert re.search(r"^\s*xen: changed in raisin.toml$", said, re.MULTILINE), r
     for name in ("seabios", "ovmf", "qemu-xen"):
-        assert re.search(rf"^\s*{name}: follows xen", said, re.M), r
+        assert re.search(rf"^\s*{name}: follows xen", said, re.MULTILINE), r
     for name in ("grub", "linux", "libvirt"):
-        assert not re.search(rf"^\s*{name}\b", said, re.M), r
+        assert not re.search(rf"^\s*{name}\b", said, re.MULTILINE), r
     assert (proj / "raisin.lock").read_bytes() == lock_bytes
 
     r = raisin("lock", cwd=proj, env=env)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .manifest import ComponentSpec, Manifest
     from .sources import LockedSource
     from .store.local import Store
+    from .store_path import StorePath
 
 Report = Callable[[str], None]
 
@@ -306,7 +307,7 @@ def _followed_ref(name: str, spec: ComponentSpec, leader: LockedSource, ctx: Any
     except OSError:
         raise m.error(key, f"{spec.follows!r} has no Config.mk to follow; pin 'ref' instead") from None
     for v in (var, CONFIG_MK_LEGACY_VARS.get(var)):
-        for found in re.finditer(rf"^[ \t]*{v}[ \t]*[:?]?=[ \t]*([^\s#]+)", text, re.M) if v else ():
+        for found in re.finditer(rf"^[ \t]*{v}[ \t]*[:?]?=[ \t]*([^\s#]+)", text, re.MULTILINE) if v else ():
             if "$" not in found.group(1):
                 return found.group(1)
     raise m.error(key, f"{spec.follows!r}'s Config.mk does not set {var}; pin 'ref' instead")
@@ -359,7 +360,7 @@ def _stale(
     return reasons
 
 
-def _placeholder_out():  # type: ignore[no-untyped-def]
+def _placeholder_out() -> StorePath:
     from .store_path import StorePath
 
     return StorePath("0" * 32, "placeholder")
@@ -610,7 +611,8 @@ def realize(
         from .build.result import RealizeResult
 
         return RealizeResult(already_valid=order)
-    from .build.scheduler import Events, Scheduler
+    from .build.events import Events
+    from .build.scheduler import Scheduler
     from .sources import FetchContext
 
     ctx = FetchContext(store=store, base_dir=base_dir, offline=offline, file=display_path(lock_file or project.lock_path))

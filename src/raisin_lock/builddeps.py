@@ -160,7 +160,7 @@ def detect(environ: Mapping[str, str] | None = None) -> tuple[Distro | None, str
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     env = {"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RaisinError(f"cannot run {cmd[0]}: {exc}") from exc
 
@@ -385,7 +385,7 @@ def install(p: Plan) -> list[Need]:
             f"installing packages needs root and sudo is not available; as root run: {shlex.join(p.command)}"
         )
     try:
-        rc = subprocess.run(p.command).returncode
+        rc = subprocess.run(p.command, check=False).returncode
     except OSError as exc:
         raise RaisinError(f"cannot run {p.command[0]}: {exc.strerror or exc}") from exc
     if rc != 0:

@@ -343,7 +343,7 @@ def check_consistent(lock: Lock, shown: str) -> None:
     """Refuse a lock whose recorded outputs do not follow from its data (exit 2)."""
     bad = lock.inconsistent()
     if bad:
-        name = sorted(bad)[0]
+        name = min(bad)
         raise LockError(
             f"{bad[name]} (edited by hand?)",
             file=shown,

@@ -121,7 +121,7 @@ def check_options(recipe: Recipe, options: Mapping[str, Any]) -> None:
     unknown = set(options) - set(recipe.options)
     if unknown:
         raise RecipeError(
-            f"unknown option {sorted(unknown)[0]!r} for recipe {recipe.name!r} "
+            f"unknown option {min(unknown)!r} for recipe {recipe.name!r} "
             f"(expected one of: {', '.join(sorted(recipe.options)) or 'none'})"
         )
 

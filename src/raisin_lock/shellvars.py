@@ -268,7 +268,7 @@ class _Evaluator:
         return "$", i + 1
 
     def _param(self, body: str) -> str:
-        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-=+?])(.*))?$", body, re.S)
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-=+?])(.*))?$", body, re.DOTALL)
         if not m:
             raise _Unsupported(f"${{{body}}} is a parameter expansion import-config does not evaluate")
         name, colon, op, word = m.groups()

@@ -24,7 +24,7 @@ def _first_line(cmd: list[str]) -> str:
     if shutil.which(cmd[0]) is None:
         return "not installed"
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     text = (out.stdout or out.stderr).strip().splitlines()
@@ -52,6 +52,7 @@ def package_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
             ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n", *names],
             capture_output=True,
             text=True,
+            check=False,
         )
         for line in out.stdout.splitlines():
             parts = line.split("\t")
@@ -59,7 +60,7 @@ def package_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
                 result[parts[0]] = parts[1]
     elif shutil.which("rpm"):
         for n in names:
-            out = subprocess.run(["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", n], capture_output=True, text=True)
+            out = subprocess.run(["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", n], capture_output=True, text=True, check=False)
             if out.returncode == 0:
                 result[n] = out.stdout.strip()
     return result

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import display_path
+    from ..display import display_path
     from ..legacy import import_config
 
     output = Path(args.output) if args.output else ctx.project.manifest_path

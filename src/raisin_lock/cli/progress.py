@@ -6,8 +6,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..build.events import Events
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class PlainEvents(Events):
@@ -62,7 +66,7 @@ class LiveEvents(PlainEvents):
         while not self._stop.wait(0.5):
             self.live.update(self._render())
 
-    def _render(self):  # type: ignore[no-untyped-def]
+    def _render(self) -> Table:
         from rich.table import Table
 
         t = Table.grid(padding=(0, 2))

@@ -119,8 +119,7 @@ def label_from_store(base: str) -> str:
 def make_label(text: str) -> str:
     base = text.rstrip("/").rsplit("/", 1)[-1]
     for suffix in (".git", ".tar.gz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tgz", ".tar"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
+        base = base.removesuffix(suffix)
     return sanitize_name(base or "source")
 
 

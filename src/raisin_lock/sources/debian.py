@@ -112,7 +112,7 @@ def _prepare(ctx: FetchContext) -> Path:
             return root
         if ctx.offline:
             raise SourceError("needs the network to read the Debian source indexes", file=ctx.file, key=ctx.key, hint="run without --offline")
-        p = subprocess.run(["apt-get", *_apt_opts(root), "update"], capture_output=True, text=True, env=_env())
+        p = subprocess.run(["apt-get", *_apt_opts(root), "update"], capture_output=True, text=True, env=_env(), check=False)
         if p.returncode != 0:
             raise SourceError(f"apt-get update failed: {_last(p.stderr)}", file=ctx.file, key=ctx.key)
         stamp.touch()
@@ -129,8 +129,8 @@ def _last(text: str) -> str:
 
 
 def available_versions(root: Path, name: str) -> list[str]:
-    p = subprocess.run(["apt-cache", *_apt_opts(root), "showsrc", "--only-source", name], capture_output=True, text=True, env=_env())
-    return sorted(set(re.findall(r"^Version: (\S+)$", p.stdout, re.M)))
+    p = subprocess.run(["apt-cache", *_apt_opts(root), "showsrc", "--only-source", name], capture_output=True, text=True, env=_env(), check=False)
+    return sorted(set(re.findall(r"^Version: (\S+)$", p.stdout, re.MULTILINE)))
 
 
 def _download(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
@@ -141,6 +141,7 @@ def _download(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
         capture_output=True,
         text=True,
         env=_env(),
+        check=False,
     )
     if p.returncode != 0:
         versions = available_versions(root, name)
@@ -161,6 +162,7 @@ def _unpack(dsc: Path, dest: Path, ctx: FetchContext) -> int:
         capture_output=True,
         text=True,
         env=_env(),
+        check=False,
     )
     if p.returncode != 0:
         raise SourceError(f"dpkg-source -x {dsc.name} failed: {_last(p.stderr or p.stdout)}", file=ctx.file, key=ctx.key)

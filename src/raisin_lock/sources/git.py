@@ -43,7 +43,7 @@ def _env() -> dict[str, str]:
 
 def _git(args: list[str], cwd: Path | None = None, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(["git", *args], cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
         raise SourceError("git is not installed (apt-get install git)") from None
     if check and proc.returncode != 0:
@@ -94,7 +94,7 @@ def _ls_remote(url: str, ref: str, ctx: FetchContext) -> list[tuple[str, str]]:
 
 def _pick(refs: list[tuple[str, str]], ref: str) -> tuple[str, str] | None:
     """(refname, object id) of the best match: tags before branches."""
-    table = dict((name, sha) for sha, name in refs)
+    table = {name: sha for sha, name in refs}
     candidates = [ref] if ref == "HEAD" or ref.startswith("refs/") else [f"refs/tags/{ref}", f"refs/heads/{ref}"]
     for name in candidates:
         if name in table:
