@@ -197,7 +197,8 @@ def test_nix_reads_raisin_cache(built_demo, tmp_path):
                              capture_output=True, text=True, env={**os.environ, **NIX_ENV})
         assert bad.returncode != 0 or "untrusted" in bad.stderr
         # nix-store --restore unpacks the decompressed NAR into the same tree
-        nar = zstandard.ZstdDecompressor().stream_reader(open(url, "rb")).read()
+        with open(url, "rb") as f:
+            nar = zstandard.ZstdDecompressor().stream_reader(f).read()
         assert nar == raw
         dest = tmp_path / f"restored-{name}"
         subprocess.run(["nix-store", "--restore", str(dest)], input=nar, check=True)
@@ -408,7 +409,7 @@ def fixture_server():
 
 def test_stalling_server_times_out(built_demo, tmp_path, fixture_server):
     proj, cache, public = _pushed(built_demo, tmp_path)
-    srv, url = fixture_server(cache, stall=True)
+    _, url = fixture_server(cache, stall=True)
     b = _fresh(proj, tmp_path / "b")
     before = _snapshot(b)
     t0 = time.monotonic()

@@ -21,7 +21,6 @@ from .hashing import Hash
 from .nar import (
     _CLOSE,
     _CLOSE2,
-    _U64,
     _CONTENTS,
     _DIR_FLAGS,
     _ENTRY,
@@ -34,11 +33,11 @@ from .nar import (
     _PAD,
     _TARGET,
     _TYPE,
+    _U64,
     _WRITE_FLAGS,
     CHUNK,
     _DirStack,
 )
-
 
 
 def _unsafe(message: str) -> UnsafeArchive:

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..derivation import Derivation, dep_var
+from ..errors import BuildError, InputError, RaisinError
 from .events import Events
 from .result import Failure, RealizeResult
-from ..errors import BuildError, InputError, RaisinError
 
 if TYPE_CHECKING:
     from ..cache.substitute import Substituters
@@ -320,9 +320,9 @@ class Scheduler:
         return spec, candidates
 
     def _source(self, name: str) -> StorePath:
-        from ..sources import materialize
-
         from dataclasses import replace
+
+        from ..sources import materialize
 
         comp = self.lock.components[name]
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
@@ -514,7 +514,7 @@ def _diffoscope(a: Path, b: Path) -> str | None:
     if not exe:
         return None
     try:
-        p = subprocess.run([exe, "--no-progress", "--text", "-", str(a), str(b)], capture_output=True, text=True, timeout=300)
+        p = subprocess.run([exe, "--no-progress", "--text", "-", str(a), str(b)], check=False, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = p.stdout.splitlines()

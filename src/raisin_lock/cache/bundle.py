@@ -149,12 +149,12 @@ def import_(
     shown = str(src)
     result = ImportResult()
     try:
-        f: IO[bytes] = open(src, "rb")
+        f: IO[bytes] = open(src, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=shown) from None
     with f:
         try:
-            tar = tarfile.open(fileobj=f, mode="r|")
+            tar = tarfile.open(fileobj=f, mode="r|")  # noqa: SIM115 - a stream over f, closed with it
         except tarfile.TarError as exc:
             raise BadBundle(f"not a raisin export file ({exc})", file=shown) from None
         pending: ni.NarInfo | None = None

@@ -96,7 +96,7 @@ def fingerprint(path: StorePath, nar_hash: Hash, nar_size: int, refs: frozenset[
 
 def _store_path(value: str, where: str) -> StorePath:
     prefix = VIRTUAL_STORE + "/"
-    base = value[len(prefix):] if value.startswith(prefix) else value
+    base = value.removeprefix(prefix)
     if "/" in base:
         raise BadNarInfo(f"{where}: {value[:120]!r} is not a path in {VIRTUAL_STORE}")
     try:

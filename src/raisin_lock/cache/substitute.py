@@ -78,7 +78,7 @@ class _Counter:
             data: bytes = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
         except RaisinError:
             raise
-        except Exception as exc:  # httpx timeouts and resets, OSError: not the data's fault
+        except Exception as exc:  # noqa: BLE001 - httpx timeouts and resets, OSError: not the data's fault
             raise CacheUnreachable(f"{self.where}: download failed: {type(exc).__name__}: {exc}") from None
         self.size += len(data)
         if self.size > self.limit:
@@ -132,7 +132,7 @@ class _Prefetch:
                     data = dec.read(1 << 20)
                 except RaisinError:
                     raise
-                except Exception as exc:  # zstd/lzma/bz2 errors: corrupt or truncated data
+                except Exception as exc:  # noqa: BLE001 - zstd/lzma/bz2 errors: corrupt or truncated data
                     raise UnsafeArchive(f"{self.where}: corrupt compressed NAR: {exc}") from None
                 if not data:
                     break
@@ -141,7 +141,7 @@ class _Prefetch:
                     return
             self.counter.drain()  # the FileHash covers every byte of the file
             self._put(None)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, re-raised there
             self._put(exc)
 
     def read(self, n: int) -> bytes | memoryview:
@@ -183,9 +183,8 @@ def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where:
         signers = ", ".join(sorted({s.partition(':')[0] for s in info.sigs}))
         trust = ", ".join(trusted.names()) or "none"
         raise Untrusted(f"{where}: no valid signature by a trusted key (signed by {signers}; trusted: {trust})")
-    if info.ca and info.ca.startswith("fixed:r:sha256:"):
-        if StorePath.make("source", info.nar_hash, sp.name) != sp:
-            raise ni.BadNarInfo(f"{where}: content address does not match the path name")
+    if info.ca and info.ca.startswith("fixed:r:sha256:") and StorePath.make("source", info.nar_hash, sp.name) != sp:
+        raise ni.BadNarInfo(f"{where}: content address does not match the path name")
     return name
 
 

@@ -103,7 +103,7 @@ class FileTransport(Transport):
     @contextmanager
     def open(self, rel: str) -> Iterator[IO[bytes]]:
         try:
-            f = open(self._p(rel), "rb")
+            f = open(self._p(rel), "rb")  # noqa: SIM115 - closed by the with below
         except OSError as exc:
             raise CacheError(f"cannot read {self.where(rel)}: {exc.strerror}") from None
         with f:
@@ -264,7 +264,7 @@ class HttpTransport(Transport):
         if not token and netrc.is_file():
             try:
                 auth = httpx.NetRCAuth(str(netrc))
-            except Exception as exc:  # a malformed .netrc: say so, don't crash
+            except Exception as exc:  # noqa: BLE001 - a malformed .netrc: say so, don't crash
                 raise InputError(f"cannot read .netrc: {exc}", file=str(netrc)) from None
         _bigger_reads()
         self._httpx = httpx
@@ -373,7 +373,7 @@ class HttpTransport(Transport):
         files: list[IO[bytes]] = []
 
         def content() -> Iterator[bytes]:
-            f = open(path, "rb")
+            f = open(path, "rb")  # noqa: SIM115 - closed after the PUT (httpx may call content() again on a retry)
             files.append(f)
             while chunk := f.read(1 << 20):
                 yield chunk
