@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import RAISIN, raisin
+from conftest import RAISIN, install_builddeps, raisin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -570,6 +570,7 @@ def test_real_stack_boots_under_qemu(tmp_path: Path) -> None:
         pytest.skip("needs qemu-system-x86 and apt-get")
     proj = tmp_path / "xen-debian"
     shutil.copytree(EXAMPLE, proj, ignore=shutil.ignore_patterns("store", "profiles"))
+    install_builddeps(proj)  # this file runs before test_real_stack.py, which installs them too
     junit = tmp_path / "junit.xml"
     r = raisin("test", "-j", "2", "--junit", str(junit), cwd=proj, timeout=3600)
     assert r.code == 0, r
