@@ -525,6 +525,67 @@ def test_big_nar_cut_off_mid_body_is_refused(mode, built_big, tmp_path, fixture_
     assert r.code == 0 and "building instead" in r.err and "built 1" in r.err, r
 
 
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A forward HTTP proxy (absolute-URI requests), recording what it relays."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        self.server.seen.append(self.path)  # type: ignore[attr-defined]
+        u = urlsplit(self.path)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        c.request(self.command, u.path, headers={"Host": u.netloc})
+        resp = c.getresponse()
+        body = resp.read()
+        self.send_response(resp.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        c.close()
+
+    do_HEAD = do_GET
+
+
+def test_http_proxy_from_the_environment(built_big, tmp_path):
+    """$http_proxy is honoured (big NARs come through it intact); $no_proxy exempts a host."""
+    a, cache, public, _ = built_big
+    n = Nginx(tmp_path / "nginx")
+    n.start()
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    proxy.daemon_threads = True
+    proxy.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        shutil.copytree(cache, n.root / "cache")
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        via = {"http_proxy": url, "HTTP_PROXY": url, "no_proxy": "", "NO_PROXY": ""}
+        b = _fresh(a, tmp_path / "b")
+        r = _sub(b, n.url, public, env=via)
+        assert r.code == 0 and "substituted 2, built 0" in r.err, r
+        for comp in _show(a).values():
+            out = Path(comp["out"]).name
+            assert _dump(b / "store" / out) == _dump(a / "store" / out)
+        relayed = proxy.seen  # type: ignore[attr-defined]
+        assert sum(p.endswith(".nar.zst") for p in relayed) == 2 and any(p.endswith(".narinfo") for p in relayed)
+        assert all(p.startswith(n.url) for p in relayed)
+        relayed.clear()
+        c = _fresh(a, tmp_path / "c")
+        r = _sub(c, n.url, public, env={**via, "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"})
+        assert r.code == 0 and "substituted 2, built 0" in r.err, r
+        assert relayed == []
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        n.stop()
+
+
 def test_http_retries_5xx_and_sends_credentials(built_demo, tmp_path, fixture_server):
     proj, cache, public = _pushed(built_demo, tmp_path)
     motd = Path(_show(proj)["motd"]["out"]).name

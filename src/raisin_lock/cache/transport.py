@@ -8,7 +8,9 @@ default 30, for connect and for each read), bounded retries with exponential
 backoff on connection errors, timeouts and 5xx answers
 (``RAISIN_HTTP_RETRIES``, default 2 retries), credentials from ``.netrc``
 (``$NETRC`` or ``~/.netrc``) and a bearer token from ``RAISIN_CACHE_TOKEN``,
-and CA certificates from ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` for https.
+CA certificates from ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` for https, and
+proxies from ``$http_proxy``/``$https_proxy``/``$all_proxy`` (``$no_proxy``
+exempts hosts).
 Writes are HTTP ``PUT`` (nginx's WebDAV module, an object store's HTTP
 endpoint); a ``file://`` write goes through a temp file and ``os.replace``,
 so readers never see half a file.
@@ -275,7 +277,7 @@ class HttpTransport(Transport):
             headers=headers,
             auth=auth,
             follow_redirects=True,
-            trust_env=False,
+            trust_env=True,  # $http_proxy/$https_proxy/$all_proxy/$no_proxy, as curl and Nix honour them
         )
 
     def _u(self, rel: str) -> str:
@@ -396,8 +398,8 @@ def _tls_verify() -> Any:
 
     ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR`` when set (a private cache behind an
     internal CA; the variables curl, OpenSSL and Nix read), else httpx's
-    default bundle. Read explicitly because the client ignores the rest of
-    the environment (``trust_env=False``: no proxies or .netrc by accident).
+    default bundle. httpx would read them too; loading them here turns a
+    missing or broken file into an input error that names the variable.
     """
     cafile = os.environ.get("SSL_CERT_FILE") or None
     capath = os.environ.get("SSL_CERT_DIR") or None
