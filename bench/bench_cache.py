@@ -2,7 +2,7 @@
 
 Builds N components of incompressible data (so the NARs are as large as the
 content), pushes them to a real nginx (WebDAV) on 127.0.0.1, then in the same
-run times, in three interleaved rounds (best of each): (a) one curl process
+run times, in ROUNDS interleaved rounds (best of each): (a) one curl process
 downloading every narinfo and NAR file to disk over a kept-alive connection,
 (b) the same followed by ``sync`` (raisin fsyncs a path before registering
 it, so that is the like-for-like floor) and (c) `raisin realize -j 0
@@ -49,6 +49,9 @@ def _run(cmd: list[str], cwd: Path) -> tuple[float, int]:
     return wall, usage.ru_maxrss * 1024
 
 
+ROUNDS = 5  # best of 5 each: on this VM curl alone spreads 1.4-2.5 s over the same GB
+
+
 def run(tmp: Path, quick: bool = False) -> list[dict]:
     from servers import Nginx
 
@@ -79,7 +82,7 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
         curl_sync_t: list[float] = []
         runs: list[tuple[float, int]] = []
         work = tmp / "work"
-        for _ in range(3):
+        for _ in range(ROUNDS):
             for what in ("curl", "curl+sync", "raisin"):
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
