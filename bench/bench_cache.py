@@ -53,10 +53,9 @@ ROUNDS = 5  # best of 5 each: on this VM curl alone spreads 1.4-2.5 s over the s
 
 
 def run(tmp: Path, quick: bool = False) -> list[dict]:
-    from servers import Nginx
+    from servers import Nginx, loopback_unproxied
 
-    for k in ("no_proxy", "NO_PROXY"):  # nginx is on loopback: never through a host proxy
-        os.environ[k] = ",".join(filter(None, [os.environ.get(k, ""), "127.0.0.1"]))
+    loopback_unproxied(os.environ)
     n, mib = (4, 16) if quick else (8, 128)
     a = tmp / "a"
     _stack(a, n, mib)

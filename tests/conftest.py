@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servers import loopback_unproxied
 
 RAISIN = str(Path(sys.executable).parent / "raisin")
 GIT_ENV = {
@@ -34,10 +35,7 @@ class Result:
 def raisin(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
     full_env = dict(os.environ)
     full_env.pop("RAISIN_STORE", None)
-    if any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in full_env):
-        # the test servers are on loopback: never send them through the host's proxy
-        for k in ("no_proxy", "NO_PROXY"):
-            full_env[k] = ",".join(filter(None, [full_env.get(k, ""), "127.0.0.1", "localhost"]))
+    loopback_unproxied(full_env)
     if env:
         full_env.update(env)
     p = subprocess.run([RAISIN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

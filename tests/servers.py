@@ -10,7 +10,14 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
+
+
+def loopback_unproxied(env: MutableMapping[str, str]) -> None:
+    """Add loopback to ``no_proxy`` in ``env``: the servers here are never reached through a host proxy."""
+    for k in ("no_proxy", "NO_PROXY"):
+        env[k] = ",".join(filter(None, [env.get(k, ""), "127.0.0.1", "localhost"]))
 
 
 def _free_port() -> int:

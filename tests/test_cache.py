@@ -293,6 +293,13 @@ def _nar_of(cache: Path, proj: Path, name: str) -> Path:
     return cache / url
 
 
+def _assert_same_paths(a: Path, b: Path) -> None:
+    """Every component of project ``a`` is in ``b``'s store, bit-identical (Nix's NAR of both)."""
+    for name, comp in _show(a).items():
+        out = Path(comp["out"]).name
+        assert _dump(b / "store" / out) == _dump(a / "store" / out), name
+
+
 def _assert_untouched(b: Path, before: dict) -> None:
     assert _valid(b / "store") == []
     assert _tmp_left(b / "store") == []
@@ -464,9 +471,7 @@ def test_big_nars_over_nginx_are_bit_identical(built_big, tmp_path):
         r = _sub(b, n.url, public)
         assert r.code == 0, r
         assert "substituted 2, built 0" in r.err
-        for name, comp in _show(a).items():
-            out = Path(comp["out"]).name
-            assert _dump(b / "store" / out) == _dump(a / "store" / out), name
+        _assert_same_paths(a, b)
         assert raisin("store", "verify", cwd=b).code == 0
         # nginx saw every request answered in full: nothing was cut off by the direct reads
         log = (n.base / "access.log").read_text().splitlines()
@@ -492,9 +497,7 @@ def test_https_cache_push_and_big_substitution(built_big, tmp_path):
         assert r.code == 0, r
         r = _sub(b, n.url, public, env=env)
         assert r.code == 0 and "substituted 2, built 0" in r.err, r
-        for comp in _show(a).values():
-            out = Path(comp["out"]).name
-            assert _dump(b / "store" / out) == _dump(a / "store" / out)
+        _assert_same_paths(a, b)
         c = _fresh(a, tmp_path / "c")
         r = _sub(c, n.url, public, env={"SSL_CERT_FILE": str(tmp_path / "missing.pem")})
         assert r.code == 2 and "SSL_CERT_FILE" in r.err, r
@@ -569,9 +572,7 @@ def test_http_proxy_from_the_environment(built_big, tmp_path):
         b = _fresh(a, tmp_path / "b")
         r = _sub(b, n.url, public, env=via)
         assert r.code == 0 and "substituted 2, built 0" in r.err, r
-        for comp in _show(a).values():
-            out = Path(comp["out"]).name
-            assert _dump(b / "store" / out) == _dump(a / "store" / out)
+        _assert_same_paths(a, b)
         relayed = proxy.seen  # type: ignore[attr-defined]
         assert sum(p.endswith(".nar.zst") for p in relayed) == 2 and any(p.endswith(".narinfo") for p in relayed)
         assert all(p.startswith(n.url) for p in relayed)

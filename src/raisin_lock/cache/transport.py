@@ -195,6 +195,9 @@ class _Body:
         self._first: bytes | None = None
         self._left = length
         self._length = length
+        import httpcore  # httpx's own transport: its errors, not httpx's, come from the stream
+
+        self._errors = (httpcore.TimeoutException, httpcore.NetworkError, OSError)
 
     @classmethod
     def of(cls, r: Any, where: str, timeout: float) -> _Body | None:
@@ -230,11 +233,9 @@ class _Body:
         if not self._left:
             return b""
         want = self._left if n < 0 else n
-        import httpcore  # httpx's own transport: its errors, not httpx's, come from the stream
-
         try:
             data: bytes = self._stream.read(min(want, self._left, self.CHUNK), timeout=self._timeout)
-        except (httpcore.TimeoutException, httpcore.NetworkError, OSError) as exc:
+        except self._errors as exc:
             raise CacheUnreachable(f"{self._where}: download failed: {type(exc).__name__}: {exc}") from None
         if not data:
             got = self._length - self._left
