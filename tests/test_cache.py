@@ -136,10 +136,16 @@ def test_push_and_substitute_over_nginx(built_demo, nginx, tmp_path):
     assert again.code == 0 and "pushed 0 paths" in again.err and "3 already in" in again.err
 
     b = _fresh(proj, tmp_path / "b")
+    log = nginx.base / "access.log"
+    seen = len(log.read_text().splitlines())
     r = raisin("realize", "-j", "0", "--substituter", nginx.url, "--trusted-key", public, cwd=b)
     assert r.code == 0, r
     assert "substituted 3, built 0" in r.err
     assert not list((b / "store" / ".raisin" / "logs").glob("*.log"))  # nothing was built
+    # the three parallel lookups asked for nix-cache-info once between them
+    asked = log.read_text().splitlines()[seen:]
+    assert sum("/nix-cache-info " in line for line in asked) == 1, asked
+    assert sum(".narinfo " in line for line in asked) == 3, asked
     a_info, b_info = _show(proj), _show(b)
     for name, c in b_info.items():
         assert c["built"]

@@ -254,6 +254,7 @@ class Substituters:
         self._dead: dict[str, str] = {}
         self._info_checked: set[str] = set()
         self._lock = threading.Lock()
+        self._info_locks = {c.url: threading.Lock() for c in self.caches}  # one nix-cache-info GET per cache
         self._answers: dict[StorePath, tuple[Offer | None, list[str]]] = {}
         self._refused: set[StorePath] = set()  # a cache answered, but untrusted or malformed
 
@@ -272,6 +273,14 @@ class Substituters:
         self.warn(f"{why}; not asking it again in this run")
 
     def _cache_ok(self, cache: Transport) -> str | None:
+        if cache.url in self._dead:
+            return self._dead[cache.url]
+        if cache.url in self._info_checked:
+            return None
+        with self._info_locks[cache.url]:  # the parallel queries wait for the first one's check
+            return self._check_cache_info(cache)
+
+    def _check_cache_info(self, cache: Transport) -> str | None:
         if cache.url in self._dead:
             return self._dead[cache.url]
         if cache.url in self._info_checked:
