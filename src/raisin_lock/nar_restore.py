@@ -440,9 +440,9 @@ def _writeback_call() -> Callable[[int, int, int, int], None] | None:
     does before registering (durability) finds only the last ranges still in
     flight. Waiting for each range before writing the next (as raisin once
     did, to bound dirty pages) made every restore thread stall on the disk's
-    latency 120 times per GB: a 1 GB substitution took 1.94-3.0 s (median
-    2.44 s) against 1.81-2.3 s (median 2.02 s) without the waits, in the
-    same interleaved run. Dirty pages stay bounded by the kernel's own
+    latency 120 times per GB: a 1 GB substitution took a median 2.44 s (best
+    1.94 s) with the waits and 2.02 s (best 1.81 s) without, over 8 rounds
+    of the same interleaved run on 2 cores. Dirty pages stay bounded by the kernel's own
     dirty limits, as for any writer. Not in ``os``; Linux only.
     """
     try:
