@@ -254,7 +254,7 @@ class Substituters:
         self._dead: dict[str, str] = {}
         self._info_checked: set[str] = set()
         self._lock = threading.Lock()
-        self._info_locks = {c.url: threading.Lock() for c in self.caches}  # one nix-cache-info GET per cache
+        self._info_locks = {c.url: threading.Lock() for c in self.caches}  # see _cache_ok
         self._answers: dict[StorePath, tuple[Offer | None, list[str]]] = {}
         self._refused: set[StorePath] = set()  # a cache answered, but untrusted or malformed
 
@@ -273,29 +273,23 @@ class Substituters:
         self.warn(f"{why}; not asking it again in this run")
 
     def _cache_ok(self, cache: Transport) -> str | None:
-        if cache.url in self._dead:
-            return self._dead[cache.url]
-        if cache.url in self._info_checked:
-            return None
-        with self._info_locks[cache.url]:  # the parallel queries wait for the first one's check
-            return self._check_cache_info(cache)
-
-    def _check_cache_info(self, cache: Transport) -> str | None:
-        if cache.url in self._dead:
-            return self._dead[cache.url]
-        if cache.url in self._info_checked:
-            return None
-        try:
-            text = cache.get(ni.CACHE_INFO)
-            if text is None:
-                raise CacheError(f"cache {cache.url} has no {ni.CACHE_INFO}: not a binary cache")
-            ni.parse_cache_info(text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO))
-        except (CacheError, ni.BadNarInfo) as exc:
-            self._mark_dead(cache, exc.message)
-            return exc.message
-        with self._lock:
+        """None if ``cache`` is a binary cache; else why not. Its nix-cache-info is fetched once:
+        the parallel lookups wait for the first one's check."""
+        with self._info_locks[cache.url]:
+            if cache.url in self._dead:
+                return self._dead[cache.url]
+            if cache.url in self._info_checked:
+                return None
+            try:
+                text = cache.get(ni.CACHE_INFO)
+                if text is None:
+                    raise CacheError(f"cache {cache.url} has no {ni.CACHE_INFO}: not a binary cache")
+                ni.parse_cache_info(text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO))
+            except (CacheError, ni.BadNarInfo) as exc:
+                self._mark_dead(cache, exc.message)
+                return exc.message
             self._info_checked.add(cache.url)
-        return None
+            return None
 
     def query(self, sp: StorePath) -> tuple[Offer | None, list[str]]:
         """The first trusted offer for ``sp`` and the reasons the other caches gave."""
