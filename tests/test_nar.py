@@ -447,6 +447,32 @@ def test_restore_big_file_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert os.path.getsize(tmp_path / "dst") == 120 * MiB + 1
 
 
+def test_big_files_are_written_behind_and_a_cut_leaves_nothing(tmp_path: Path) -> None:
+    """Files of 8 MiB or more are preallocated and written behind by one writer thread (which
+    holds duplicated fds for a moment): the bytes are exact, a NAR cut off inside such a file
+    removes the partial, already full-sized file, and every duplicated fd is closed again."""
+    a, b = os.urandom(20 * MiB + 5), os.urandom(9 * MiB)
+    data = nar(dir_(("a", reg(a)), ("b", reg(b, exe=True))))
+    fds = open_fds()
+    h, size = restore_bytes(data, tmp_path / "ok")
+    assert (h, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert (tmp_path / "ok" / "a").read_bytes() == a
+    assert (tmp_path / "ok" / "b").read_bytes() == b
+    assert os.stat(tmp_path / "ok" / "b").st_mode & 0o777 == 0o555
+    rm_rf(tmp_path / "ok")
+    for cut in (len(data) // 3, len(data) - 9 * MiB // 2):
+        with pytest.raises(UnsafeArchive, match="truncated NAR"):
+            restore_bytes(data[:cut], tmp_path / "dest")
+        assert os.listdir(tmp_path) == [], cut
+    for _ in range(200):  # the writer closes each duplicate once it has started that range
+        if open_fds() <= fds:
+            break
+        time.sleep(0.01)
+    assert open_fds() <= fds
+    writers = [t for t in threading.enumerate() if t.name == "raisin-writeback"]
+    assert len(writers) == 1
+
+
 def test_allowed_prefixes_are_whole_directories(tmp_path: Path) -> None:
     data = nar(dir_(("l", link("/opt/storex/y"))))
     with pytest.raises(UnsafeArchive, match="outside the archive"):

@@ -10,10 +10,11 @@ that leave the archive (lexically or through its own links) are refused with
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
+import queue
 import stat
+import threading
 from collections.abc import Callable, Sequence
 
 from .errors import UnsafeArchive
@@ -407,6 +408,9 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
     if made is not None:
         made.append(True)
     try:
+        disk = _disk() if size >= _WRITEBACK else None
+        if disk is not None:
+            disk.preallocate(fd, size)
         left = size
         flushed = written = 0
         while left:
@@ -416,8 +420,8 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
             while view:
                 view = view[os.write(fd, view) :]
             written += len(data)
-            if written - flushed >= _WRITEBACK:
-                _start_writeback(fd, flushed, written - flushed)
+            if disk is not None and written - flushed >= _WRITEBACK:
+                disk.write_behind(fd, flushed, written - flushed)
                 flushed = written
         pad = -size % 8
         if pad and r.exact(pad) != _PAD[:pad]:
@@ -427,45 +431,99 @@ def _restore_file(r: _Reader, dfd: int, name: bytes, made: list[bool] | None) ->
         os.close(fd)
 
 
-_WRITEBACK = 8 << 20  # start writing big files back to disk every 8 MiB
+_WRITEBACK = 8 << 20  # files this big are preallocated and written behind, 8 MiB at a time
 
 
-@functools.cache
-def _writeback_call() -> Callable[[int, int, int, int], None] | None:
-    """``sync_file_range(fd, off, n, flags)`` via libc, or None where it is missing.
+class _Disk:
+    """Two Linux calls ``os`` lacks, through libc: ``fallocate`` and ``sync_file_range``.
 
-    Big files are written behind: each 8 MiB range is handed to the disk as
-    soon as it is written (``SYNC_FILE_RANGE_WRITE``, which does not wait),
-    so the disk works while the download goes on and the fsync the store
-    does before registering (durability) finds only the last ranges still in
-    flight. Waiting for each range before writing the next (as raisin once
-    did, to bound dirty pages) made every restore thread stall on the disk's
-    latency 120 times per GB: a 1 GB substitution took a median 2.44 s (best
-    1.94 s) with the waits and 2.02 s (best 1.81 s) without, over 8 rounds
-    of the same interleaved run on 2 cores. Dirty pages stay bounded by the kernel's own
-    dirty limits, as for any writer. Not in ``os``; Linux only.
+    Big files get both. ``preallocate`` reserves the whole file's blocks when
+    it is created, in one call, so the filesystem's allocator does not run
+    (and take its locks) page by page while the data streams in. ``write_behind``
+    hands each written 8 MiB range to a writer thread that starts it on its way
+    to the disk (``SYNC_FILE_RANGE_WRITE``): the disk works while the download
+    goes on, and the fsync the store does before registering (durability,
+    invariant 1) finds only the last ranges still in flight. The thread, not
+    the restoring one, makes the call because starting writeback blocks when
+    the disk's queue is full, and the restore must not stall on that.
+
+    Measured on 2 cores, 1 GB substituted, same interleaved runs: starting each
+    range and waiting for the one before (as raisin once did) made a median
+    2.44 s; starting without waiting, in the restoring thread, 2.02 s. On a
+    busier disk (curl + sync a median 2.50 s), that 2.17 s (best 1.87) against
+    1.88 s (best 1.56) with preallocation and the writer thread, 10 rounds.
+    Both only save time and never decide what is durable: when a call is
+    missing or fails, or the writer falls ``QUEUE`` ranges behind, the range
+    is left to the fsync.
     """
-    try:
-        import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    fn.restype = ctypes.c_int
+    QUEUE = 32
 
-    def call(fd: int, off: int, n: int, flags: int) -> None:
-        fn(fd, off, n, flags)  # a failure only loses the head start
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[int, int, int]] | None = None
+        self._fallocate: Callable[[int, int, int, int], int] | None = None
+        self._sync_range: Callable[[int, int, int, int], int] | None = None
+        try:
+            import ctypes
 
-    return call
+            libc = ctypes.CDLL(None)  # the interpreter's own libc: no ldconfig search
+        except OSError:
+            return
+        fallocate = getattr(libc, "fallocate64", None)  # int fallocate(fd, mode, off, len)
+        if fallocate is not None:
+            fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+            fallocate.restype = ctypes.c_int
+            self._fallocate = fallocate
+        sync_range = getattr(libc, "sync_file_range", None)  # int sync_file_range(fd, off, n, flags)
+        if sync_range is not None:
+            sync_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+            sync_range.restype = ctypes.c_int
+            self._sync_range = sync_range
+
+    def preallocate(self, fd: int, size: int) -> None:
+        if self._fallocate is not None:
+            self._fallocate(fd, 0, 0, size)  # mode 0 also sets the size; failing loses only the gain
+
+    def write_behind(self, fd: int, off: int, n: int) -> None:
+        if self._sync_range is None:
+            return
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    self._queue = queue.Queue(self.QUEUE)
+                    writer = threading.Thread(
+                        target=self._writer, args=(self._queue,), name="raisin-writeback", daemon=True
+                    )
+                    writer.start()
+        dup = os.dup(fd)
+        try:
+            self._queue.put_nowait((dup, off, n))
+        except queue.Full:
+            os.close(dup)
+
+    def _writer(self, q: queue.Queue[tuple[int, int, int]]) -> None:
+        call = self._sync_range
+        assert call is not None
+        while True:
+            fd, off, n = q.get()
+            try:
+                call(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE: start writing this range, don't wait
+            finally:
+                os.close(fd)
 
 
-def _start_writeback(fd: int, off: int, n: int) -> None:
-    call = _writeback_call()
-    if call is not None:
-        call(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE: start writing this range, don't wait
+_disk_lock = threading.Lock()
+_disk_made: list[_Disk] = []
+
+
+def _disk() -> _Disk:
+    """The process's one :class:`_Disk` (and so one writer thread), made on first use."""
+    if not _disk_made:
+        with _disk_lock:
+            if not _disk_made:
+                _disk_made.append(_Disk())
+    return _disk_made[0]
 
 
 def _remove(pfd: int, base: bytes) -> None:
