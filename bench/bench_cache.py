@@ -8,6 +8,13 @@ downloading every narinfo and NAR file to disk over a kept-alive connection,
 it, so that is the like-for-like floor) and (c) `raisin realize -j 0
 --substituter` into an empty store, recording raisin's peak RSS. Goal: raisin's throughput
 >= 70% of curl's (ratio curl_s / raisin_s >= 0.7) with peak RSS <= 150 MB.
+
+When a C compiler and OpenSSL's and libzstd's headers are there (Debian:
+libssl-dev libzstd-dev), (d) ``floor.c`` runs in the same rounds: the
+verification substitution must do (FileHash, zstd, NarHash, write, fsync) in
+C, in as many workers as raisin has download slots, and nothing else. Its
+rows say what any implementation can reach on this machine: on 2 cores the
+two SHA-256 passes alone cost more CPU than curl's whole download.
 """
 
 from __future__ import annotations
@@ -34,6 +41,17 @@ def _stack(root: Path, n: int, mib: int) -> None:
             f'build = ["mkdir -p $out/share", "head -c {mib}M /dev/urandom > $out/share/blob", "echo {i} > $out/share/id"]\n'
         )
     (root / "raisin.toml").write_text("\n".join(parts))
+
+
+def _floor(tmp: Path) -> Path | None:
+    """bench/floor.c compiled into ``tmp``, or None when it cannot be built here."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = tmp / "floor"
+    src = Path(__file__).resolve().parent / "floor.c"
+    p = subprocess.run([cc, "-O2", "-o", str(exe), str(src), "-lcrypto", "-lzstd", "-lpthread"], capture_output=True)
+    return exe if p.returncode == 0 else None
 
 
 def _run(cmd: list[str], cwd: Path) -> tuple[float, int]:
@@ -74,6 +92,20 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
             curl_cmd += [f"{nginx.url}/{f}", "-o", f"dl/f{i}"]
         curl_sync_cmd = ["sh", "-c", " ".join(f"'{c}'" for c in curl_cmd) + " && sync -f dl"]
         public_arg = ["--trusted-key", public]
+        floor = _floor(tmp)
+        floor_cmd: list[str] = []
+        if floor is not None:
+            from raisin_lock.build.scheduler import FETCH_SLOTS
+            from raisin_lock.cache import narinfo as ni
+
+            from urllib.parse import urlsplit
+
+            u = urlsplit(nginx.url)
+            floor_cmd = [str(floor), str(u.hostname), str(u.port), str(FETCH_SLOTS)]
+            for i, f in enumerate(x for x in files if x.suffix == ".narinfo"):
+                info = ni.parse((www / f).read_text())
+                assert info.file_hash is not None
+                floor_cmd.append(f"{u.path}/{info.url}:dl/n{i}:{info.file_hash.hex}:{info.nar_hash.hex}")
         # Interleaved rounds, each writing into a fresh directory after the
         # previous round's output is deleted, for both contenders: on a VM the
         # first touch of never-used guest memory is slow, so whoever writes
@@ -81,13 +113,14 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
         # (curl overwriting its own files: 4.3 s then 1.3 s for the same GB).
         curl_t: list[float] = []
         curl_sync_t: list[float] = []
+        floor_t: list[float] = []
         runs: list[tuple[float, int]] = []
         work = tmp / "work"
-        order = ["curl", "curl+sync", "raisin"]
+        order = ["curl", "curl+sync", "raisin"] + (["floor"] if floor_cmd else [])
         for r in range(ROUNDS):
             # Rotated each round, so that no contender always runs right after
             # curl+sync, whose GB may still keep the host's disk busy.
-            for what in order[r % 3 :] + order[: r % 3]:
+            for what in order[r % len(order) :] + order[: r % len(order)]:
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
                 (work / "dl").mkdir()
@@ -96,6 +129,8 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
                     curl_t.append(_run(curl_cmd, work)[0])
                 elif what == "curl+sync":
                     curl_sync_t.append(_run(curl_sync_cmd, work)[0])
+                elif what == "floor":
+                    floor_t.append(_run(floor_cmd, work)[0])
                 else:
                     for name in ("raisin.toml", "raisin.lock"):
                         (work / name).write_bytes((a / name).read_bytes())
@@ -109,6 +144,28 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
     finally:
         nginx.stop()
     mb = total / 1e6
+    floor_rows = []
+    if floor_t:
+        floor_s = min(floor_t)
+        floor_rows = [
+            {
+                "name": "floor: the same checks in C (FileHash, zstd, NarHash, fsync) vs curl",
+                "raisin_s": floor_s,
+                "reference_s": curl_s,
+                "ratio": curl_s / floor_s,
+                "goal": "(context)",
+                "reference": f"bench/floor.c, {len(floor_cmd) - 4} NARs, {floor_cmd[3]} workers, nothing else: about what any implementation can reach here",
+                "samples": {"floor": floor_t},
+            },
+            {
+                "name": "substitute: raisin vs that C floor",
+                "raisin_s": raisin_s,
+                "reference_s": floor_s,
+                "ratio": floor_s / raisin_s,
+                "goal": "(context)",
+                "reference": "1.0 = as fast as C doing only the verification",
+            },
+        ]
     return [
         {
             "name": f"substitute {n}x{mib} MiB closure ({mb:.0f} MB) over loopback: throughput vs curl",
@@ -127,6 +184,7 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
             "goal": "(context)",
             "reference": "the same curl, then sync -f: what the disk allows when data must be on disk",
         },
+        *floor_rows,
         {
             "name": f"push the same closure (zstd, HTTP PUT): peak RSS (MB), {mb / push_s:.0f} MB/s",
             "raisin_s": push_rss / 1e6,

@@ -1,0 +1,162 @@
+/* The floor for the substitute bench: what the verification the issue asks for
+ * costs when written in C with the same libraries raisin calls (OpenSSL's
+ * SHA-256, libzstd), and nothing else: no NAR parsing, no store, no Python.
+ *
+ *   floor HOST PORT WORKERS PATH:OUT:FILEHASH:NARHASH ...
+ *
+ * WORKERS threads take the jobs in turn. Each job GETs PATH over its own
+ * HTTP/1.1 connection (Content-Length bodies only), hashes the compressed
+ * bytes (FileHash), zstd-decompresses them through one 1 MiB buffer, hashes
+ * the result (NarHash), writes it to OUT and fsyncs it (raisin fsyncs a path
+ * before registering it). Exit 1 when a hash differs from the hex given, 2 on
+ * any I/O or HTTP error, so the bench knows the work was really done.
+ *
+ * Built by bench_cache.py when cc, OpenSSL's and libzstd's headers are there:
+ *   cc -O2 -o floor floor.c -lcrypto -lzstd -lpthread
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define BUF (1 << 20)
+
+static const char *host;
+static int port;
+static char **jobs;
+static int njobs, next_job;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void die(int code, const char *what, const char *path) {
+    fprintf(stderr, "floor: %s: %s%s%s\n", path, what, errno ? ": " : "", errno ? strerror(errno) : "");
+    exit(code);
+}
+
+static void write_all(int fd, const char *p, size_t n, const char *path) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) die(2, "write", path);
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void check(EVP_MD_CTX *ctx, const char *hex, const char *what, const char *path) {
+    unsigned char d[32];
+    unsigned int len = 0;
+    char got[65];
+    EVP_DigestFinal_ex(ctx, d, &len);
+    for (unsigned i = 0; i < 32; i++) sprintf(got + 2 * i, "%02x", d[i]);
+    if (strcmp(got, hex) != 0) {
+        errno = 0;
+        fprintf(stderr, "floor: %s: %s %s, expected %s\n", path, what, got, hex);
+        exit(1);
+    }
+}
+
+static void one(char *job, char *in, char *dec) {
+    char *path = strtok(job, ":"), *out = strtok(NULL, ":"), *fhex = strtok(NULL, ":"), *nhex = strtok(NULL, ":");
+    if (!nhex) die(2, "job is not PATH:OUT:FILEHASH:NARHASH", job);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)port);
+    inet_pton(AF_INET, host, &a.sin_addr);
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) != 0) die(2, "connect", path);
+    char req[2048];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
+    write_all(s, req, (size_t)n, path);
+
+    size_t got = 0;
+    char *body = NULL;
+    long long left = -1;
+    while (!body) {  /* the headers, and whatever part of the body came with them */
+        ssize_t r = read(s, in + got, BUF - got);
+        if (r <= 0) die(2, "connection closed in the headers", path);
+        got += (size_t)r;
+        in[got] = 0;
+        char *end = strstr(in, "\r\n\r\n");
+        if (!end) continue;
+        if (strncmp(in, "HTTP/1.1 200", 12) != 0) die(2, "not 200", path);
+        char *cl = strcasestr(in, "\r\ncontent-length:");
+        if (!cl || cl > end) die(2, "no Content-Length", path);
+        left = atoll(cl + 17);
+        body = end + 4;
+    }
+    size_t have = got - (size_t)(body - in);
+
+    EVP_MD_CTX *fh = EVP_MD_CTX_new(), *nh = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(fh, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(nh, EVP_sha256(), NULL);
+    ZSTD_DCtx *z = ZSTD_createDCtx();
+    int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) die(2, "open", out);
+    char *p = body;
+    for (;;) {
+        if ((long long)have > left) die(2, "body longer than Content-Length", path);
+        EVP_DigestUpdate(fh, p, have);
+        left -= (long long)have;
+        ZSTD_inBuffer ib = {p, have, 0};
+        while (ib.pos < ib.size) {
+            ZSTD_outBuffer ob = {dec, BUF, 0};
+            size_t rc = ZSTD_decompressStream(z, &ob, &ib);
+            if (ZSTD_isError(rc)) die(2, ZSTD_getErrorName(rc), path);
+            EVP_DigestUpdate(nh, dec, ob.pos);
+            write_all(fd, dec, ob.pos, out);
+        }
+        if (left == 0) break;
+        ssize_t r = read(s, in, BUF);
+        if (r <= 0) die(2, "connection closed in the body", path);
+        p = in;
+        have = (size_t)r;
+    }
+    if (fsync(fd) != 0) die(2, "fsync", out);
+    close(fd);
+    close(s);
+    check(fh, fhex, "FileHash", path);
+    check(nh, nhex, "NarHash", path);
+    EVP_MD_CTX_free(fh);
+    EVP_MD_CTX_free(nh);
+    ZSTD_freeDCtx(z);
+}
+
+static void *worker(void *unused) {
+    (void)unused;
+    char *in = malloc(BUF + 1), *dec = malloc(BUF);
+    if (!in || !dec) die(2, "malloc", "-");
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        int i = next_job++;
+        pthread_mutex_unlock(&mu);
+        if (i >= njobs) break;
+        one(jobs[i], in, dec);
+    }
+    free(in);
+    free(dec);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: floor HOST PORT WORKERS PATH:OUT:FILEHASH:NARHASH...\n");
+        return 2;
+    }
+    host = argv[1];
+    port = atoi(argv[2]);
+    int nw = atoi(argv[3]);
+    if (nw < 1 || nw > 64) nw = 1;
+    jobs = argv + 4;
+    njobs = argc - 4;
+    pthread_t t[64];
+    for (int i = 0; i < nw; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < nw; i++) pthread_join(t[i], NULL);
+    return 0;
+}
