@@ -13,7 +13,7 @@ When a C compiler and OpenSSL's and libzstd's headers are there (Debian:
 libssl-dev libzstd-dev), (d) ``floor.c`` runs in the same rounds: the
 verification substitution must do (FileHash, zstd, NarHash, write, fsync) in
 C, in as many workers as raisin has download slots, and nothing else. Its
-rows say what any implementation can reach on this machine: on 2 cores the
+rows say about what any implementation can reach on this machine: on 2 cores the
 two SHA-256 passes alone cost more CPU than curl's whole download.
 """
 

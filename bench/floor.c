@@ -35,15 +35,19 @@ static char **jobs;
 static int njobs, next_job;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void die(int code, const char *what, const char *path) {
-    fprintf(stderr, "floor: %s: %s%s%s\n", path, what, errno ? ": " : "", errno ? strerror(errno) : "");
+/* sys: the failure was a system call's, so errno says why */
+static void fail(int code, const char *what, const char *path, int sys) {
+    int e = errno;
+    fprintf(stderr, "floor: %s: %s%s%s\n", path, what, sys ? ": " : "", sys ? strerror(e) : "");
     exit(code);
 }
+#define die_sys(what, path) fail(2, what, path, 1)
+#define die(what, path) fail(2, what, path, 0)
 
 static void write_all(int fd, const char *p, size_t n, const char *path) {
     while (n) {
         ssize_t w = write(fd, p, n);
-        if (w < 0) die(2, "write", path);
+        if (w < 0) die_sys("write", path);
         p += w;
         n -= (size_t)w;
     }
@@ -56,21 +60,22 @@ static void check(EVP_MD_CTX *ctx, const char *hex, const char *what, const char
     EVP_DigestFinal_ex(ctx, d, &len);
     for (unsigned i = 0; i < 32; i++) sprintf(got + 2 * i, "%02x", d[i]);
     if (strcmp(got, hex) != 0) {
-        errno = 0;
         fprintf(stderr, "floor: %s: %s %s, expected %s\n", path, what, got, hex);
         exit(1);
     }
 }
 
 static void one(char *job, char *in, char *dec) {
-    char *path = strtok(job, ":"), *out = strtok(NULL, ":"), *fhex = strtok(NULL, ":"), *nhex = strtok(NULL, ":");
-    if (!nhex) die(2, "job is not PATH:OUT:FILEHASH:NARHASH", job);
+    char *save = NULL;  /* strtok_r: the workers split their jobs at the same time */
+    char *path = strtok_r(job, ":", &save), *out = strtok_r(NULL, ":", &save);
+    char *fhex = strtok_r(NULL, ":", &save), *nhex = strtok_r(NULL, ":", &save);
+    if (!nhex) die("job is not PATH:OUT:FILEHASH:NARHASH", job);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((unsigned short)port);
     inet_pton(AF_INET, host, &a.sin_addr);
-    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) != 0) die(2, "connect", path);
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) != 0) die_sys("connect", path);
     char req[2048];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
     write_all(s, req, (size_t)n, path);
@@ -80,14 +85,14 @@ static void one(char *job, char *in, char *dec) {
     long long left = -1;
     while (!body) {  /* the headers, and whatever part of the body came with them */
         ssize_t r = read(s, in + got, BUF - got);
-        if (r <= 0) die(2, "connection closed in the headers", path);
+        if (r <= 0) die("connection closed or failed in the headers", path);
         got += (size_t)r;
         in[got] = 0;
         char *end = strstr(in, "\r\n\r\n");
         if (!end) continue;
-        if (strncmp(in, "HTTP/1.1 200", 12) != 0) die(2, "not 200", path);
+        if (strncmp(in, "HTTP/1.1 200", 12) != 0) die("not 200", path);
         char *cl = strcasestr(in, "\r\ncontent-length:");
-        if (!cl || cl > end) die(2, "no Content-Length", path);
+        if (!cl || cl > end) die("no Content-Length", path);
         left = atoll(cl + 17);
         body = end + 4;
     }
@@ -98,27 +103,27 @@ static void one(char *job, char *in, char *dec) {
     EVP_DigestInit_ex(nh, EVP_sha256(), NULL);
     ZSTD_DCtx *z = ZSTD_createDCtx();
     int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) die(2, "open", out);
+    if (fd < 0) die_sys("open", out);
     char *p = body;
     for (;;) {
-        if ((long long)have > left) die(2, "body longer than Content-Length", path);
+        if ((long long)have > left) die("body longer than Content-Length", path);
         EVP_DigestUpdate(fh, p, have);
         left -= (long long)have;
         ZSTD_inBuffer ib = {p, have, 0};
         while (ib.pos < ib.size) {
             ZSTD_outBuffer ob = {dec, BUF, 0};
             size_t rc = ZSTD_decompressStream(z, &ob, &ib);
-            if (ZSTD_isError(rc)) die(2, ZSTD_getErrorName(rc), path);
+            if (ZSTD_isError(rc)) die(ZSTD_getErrorName(rc), path);
             EVP_DigestUpdate(nh, dec, ob.pos);
             write_all(fd, dec, ob.pos, out);
         }
         if (left == 0) break;
         ssize_t r = read(s, in, BUF);
-        if (r <= 0) die(2, "connection closed in the body", path);
+        if (r <= 0) die("connection closed or failed in the body", path);
         p = in;
         have = (size_t)r;
     }
-    if (fsync(fd) != 0) die(2, "fsync", out);
+    if (fsync(fd) != 0) die_sys("fsync", out);
     close(fd);
     close(s);
     check(fh, fhex, "FileHash", path);
@@ -131,7 +136,7 @@ static void one(char *job, char *in, char *dec) {
 static void *worker(void *unused) {
     (void)unused;
     char *in = malloc(BUF + 1), *dec = malloc(BUF);
-    if (!in || !dec) die(2, "malloc", "-");
+    if (!in || !dec) die_sys("malloc", "-");
     for (;;) {
         pthread_mutex_lock(&mu);
         int i = next_job++;
