@@ -110,8 +110,10 @@ static void one(char *job, char *in, char *dec) {
         EVP_DigestUpdate(fh, p, have);
         left -= (long long)have;
         ZSTD_inBuffer ib = {p, have, 0};
-        while (ib.pos < ib.size) {
-            ZSTD_outBuffer ob = {dec, BUF, 0};
+        ZSTD_outBuffer ob = {dec, BUF, BUF};
+        /* a full output buffer may leave output inside zstd: go on until it is not full */
+        while (ib.pos < ib.size || ob.pos == ob.size) {
+            ob.pos = 0;
             size_t rc = ZSTD_decompressStream(z, &ob, &ib);
             if (ZSTD_isError(rc)) die(ZSTD_getErrorName(rc), path);
             EVP_DigestUpdate(nh, dec, ob.pos);
