@@ -50,7 +50,10 @@ def _floor(tmp: Path) -> Path | None:
         return None
     exe = tmp / "floor"
     src = Path(__file__).resolve().parent / "floor.c"
-    p = subprocess.run([cc, "-O2", "-o", str(exe), str(src), "-lcrypto", "-lzstd", "-lpthread"], capture_output=True)
+    p = subprocess.run(
+        [cc, "-O2", "-o", str(exe), str(src), "-lcrypto", "-lzstd", "-lpthread"],
+        capture_output=True,
+    )
     return exe if p.returncode == 0 else None
 
 
@@ -78,12 +81,18 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
     a = tmp / "a"
     _stack(a, n, mib)
     subprocess.run([RAISIN, "realize"], cwd=a, check=True, capture_output=True)
-    subprocess.run([RAISIN, "key", "generate", "bench-1", "--out", str(tmp / "keys")], check=True, capture_output=True)
+    subprocess.run(
+        [RAISIN, "key", "generate", "bench-1", "--out", str(tmp / "keys")],
+        check=True,
+        capture_output=True,
+    )
     public = (tmp / "keys" / "bench-1.public").read_text()
     nginx = Nginx(tmp / "nginx")
     nginx.start()
     try:
-        push_s, push_rss = _run([RAISIN, "push", nginx.url, "--key", str(tmp / "keys" / "bench-1.secret")], a)
+        push_s, push_rss = _run(
+            [RAISIN, "push", nginx.url, "--key", str(tmp / "keys" / "bench-1.secret")], a
+        )
         www = nginx.root / "cache"
         files = sorted(p.relative_to(www) for p in www.rglob("*") if p.is_file())
         total = sum((www / f).stat().st_size for f in files)
@@ -105,7 +114,9 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
             for i, f in enumerate(x for x in files if x.suffix == ".narinfo"):
                 info = ni.parse((www / f).read_text())
                 assert info.file_hash is not None
-                floor_cmd.append(f"{u.path}/{info.url}:dl/n{i}:{info.file_hash.hex}:{info.nar_hash.hex}")
+                floor_cmd.append(
+                    f"{u.path}/{info.url}:dl/n{i}:{info.file_hash.hex}:{info.nar_hash.hex}"
+                )
         # Interleaved rounds, each writing into a fresh directory after the
         # previous round's output is deleted, for both contenders: on a VM the
         # first touch of never-used guest memory is slow, so whoever writes
@@ -132,7 +143,9 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
                 elif what == "floor":
                     try:
                         floor_t.append(_run(floor_cmd, work)[0])
-                    except RuntimeError as exc:  # a reference only: its failure must not hide raisin's rows
+                    except (
+                        RuntimeError
+                    ) as exc:  # a reference only: its failure must not hide raisin's rows
                         print(f"# cache: floor dropped: {exc}", file=sys.stderr)
                         order.remove("floor")
                         floor_t.clear()
@@ -141,7 +154,12 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
                         (work / name).write_bytes((a / name).read_bytes())
                     (work / "src").symlink_to(a / "src")
                     subprocess.run(["sync"], check=True)
-                    runs.append(_run([RAISIN, "realize", "-j", "0", "--substituter", nginx.url, *public_arg], work))
+                    runs.append(
+                        _run(
+                            [RAISIN, "realize", "-j", "0", "--substituter", nginx.url, *public_arg],
+                            work,
+                        )
+                    )
         shutil.rmtree(work, ignore_errors=True)
         curl_s, curl_sync_s = min(curl_t), min(curl_sync_t)
         raisin_s = min(w for w, _ in runs)

@@ -32,12 +32,34 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
         shutil.copytree(src, tree, symlinks=True)
         subprocess.run(["chmod", "-R", "u+w", str(tree)], check=True)
         t0 = time.perf_counter()
-        subprocess.run("make defconfig && make -j2 PYTHON=python3 EXTRAVERSION=-raisin", shell=True, cwd=tree, check=True, capture_output=True)
+        subprocess.run(
+            "make defconfig && make -j2 PYTHON=python3 EXTRAVERSION=-raisin",
+            shell=True,
+            cwd=tree,
+            check=True,
+            capture_output=True,
+        )
         bare_times.append(time.perf_counter() - t0)
         store = workdir / f"store{i}"
-        shutil.copytree(proj / "store", store, symlinks=True, ignore=shutil.ignore_patterns("*-seabios-1.16.2"))
+        shutil.copytree(
+            proj / "store", store, symlinks=True, ignore=shutil.ignore_patterns("*-seabios-1.16.2")
+        )
         t0 = time.perf_counter()
-        subprocess.run([RAISIN, "-q", "--store", str(store), "realize", "-j", "2"], cwd=proj, check=True, capture_output=True)
+        subprocess.run(
+            [RAISIN, "-q", "--store", str(store), "realize", "-j", "2"],
+            cwd=proj,
+            check=True,
+            capture_output=True,
+        )
         raisin_times.append(time.perf_counter() - t0)
     r, b = min(raisin_times), min(bare_times)
-    return [{"name": "SeaBIOS 1.16.2 build (Debian source), -j 2", "raisin_s": r, "reference_s": b, "reference": "bare make defconfig; make -j2", "ratio": r / b, "goal": "≤ 1.10"}]
+    return [
+        {
+            "name": "SeaBIOS 1.16.2 build (Debian source), -j 2",
+            "raisin_s": r,
+            "reference_s": b,
+            "reference": "bare make defconfig; make -j2",
+            "ratio": r / b,
+            "goal": "≤ 1.10",
+        }
+    ]

@@ -40,7 +40,9 @@ def _ten_components(root: Path) -> None:
             f' "install -m755 tool $out/usr/bin/c{i}", "cp conf $out/etc/c{i}/c{i}.conf"]\n'
         )
     names = ", ".join(f'"c{i}"' for i in range(10))
-    (root / "raisin.toml").write_text("\n".join(parts) + f"\n[profiles.default]\ncomponents = [{names}]\n")
+    (root / "raisin.toml").write_text(
+        "\n".join(parts) + f"\n[profiles.default]\ncomponents = [{names}]\n"
+    )
 
 
 def run(workdir: Path, quick: bool = False) -> list[dict]:
@@ -56,28 +58,68 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
         store = workdir / f"store{rep}"
         _fill_store(store, n, workdir / f"scratch{rep}")
         t0 = time.perf_counter()
-        p = subprocess.run([RAISIN, "--store", str(store), "gc"], cwd=proj, capture_output=True, text=True, check=False)
+        p = subprocess.run(
+            [RAISIN, "--store", str(store), "gc"],
+            cwd=proj,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         times.append(time.perf_counter() - t0)
         if p.returncode != 0 or len(p.stdout.splitlines()) != n:
             raise RuntimeError(f"gc failed: {p.stderr[-500:]}")
     t = statistics.median(times)
-    rows.append({"name": f"gc of a {n}-path store (all unrooted)", "raisin_s": t, "reference_s": 2.0,
-                 "reference": "goal", "ratio": t / 2.0, "goal": "≤ 2 s"})
+    rows.append(
+        {
+            "name": f"gc of a {n}-path store (all unrooted)",
+            "raisin_s": t,
+            "reference_s": 2.0,
+            "reference": "goal",
+            "ratio": t / 2.0,
+            "goal": "≤ 2 s",
+        }
+    )
 
     stack = workdir / "stack"
     _ten_components(stack)
     root = workdir / "root"
-    timed([RAISIN, "-q", "profile", "switch", "default", "--root", str(root), "-y"], cwd=stack, repeat=1)
+    timed(
+        [RAISIN, "-q", "profile", "switch", "default", "--root", str(root), "-y"],
+        cwd=stack,
+        repeat=1,
+    )
     (stack / "src" / "c9" / "file.txt").write_text("changed\n")
     timed([RAISIN, "-q", "profile", "switch", "default", "-y"], cwd=stack, repeat=1)
     back, fwd = [], []
     for _ in range(3):
-        back.append(timed([RAISIN, "-q", "profile", "rollback", "default", "--to", "1", "-y"], cwd=stack, repeat=1))
+        back.append(
+            timed(
+                [RAISIN, "-q", "profile", "rollback", "default", "--to", "1", "-y"],
+                cwd=stack,
+                repeat=1,
+            )
+        )
         fwd.append(timed([RAISIN, "-q", "profile", "switch", "default", "-y"], cwd=stack, repeat=1))
     t = statistics.median(fwd)
-    rows.append({"name": "profile switch, 10 built components (gen 1 -> 2)", "raisin_s": t, "reference_s": 1.0,
-                 "reference": "goal", "ratio": t / 1.0, "goal": "≤ 1 s"})
+    rows.append(
+        {
+            "name": "profile switch, 10 built components (gen 1 -> 2)",
+            "raisin_s": t,
+            "reference_s": 1.0,
+            "reference": "goal",
+            "ratio": t / 1.0,
+            "goal": "≤ 1 s",
+        }
+    )
     t = statistics.median(back)
-    rows.append({"name": "profile rollback, 10 components (gen 2 -> 1)", "raisin_s": t, "reference_s": 1.0,
-                 "reference": "goal", "ratio": t / 1.0, "goal": "≤ 1 s"})
+    rows.append(
+        {
+            "name": "profile rollback, 10 components (gen 2 -> 1)",
+            "raisin_s": t,
+            "reference_s": 1.0,
+            "reference": "goal",
+            "ratio": t / 1.0,
+            "goal": "≤ 1 s",
+        }
+    )
     return rows

@@ -31,7 +31,9 @@ def _script(lock: dict, store: Path, work: Path) -> str:
         out = work / f"out-{name}"
         outs[name] = out
         lines.append("(")
-        lines.append(f"cp -a {shlex.quote(str(src))} {work}/src-{name} && chmod -R u+w {work}/src-{name} && cd {work}/src-{name}")
+        lines.append(
+            f"cp -a {shlex.quote(str(src))} {work}/src-{name} && chmod -R u+w {work}/src-{name} && cd {work}/src-{name}"
+        )
         lines.append(f"export out={out} SOURCE_DATE_EPOCH={c['source']['date']}")
         for k, v in c.get("env", {}).items():
             lines.append(f"export {k}={shlex.quote(v)}")
@@ -49,17 +51,38 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
     store = proj / "store"
     lock = tomllib.loads((proj / "raisin.lock").read_text())
     for c in lock["components"].values():  # fetch sources once, outside the timings
-        assert (store / c["source"]["store"]).exists() or subprocess.run([RAISIN, "lock", "--update"], cwd=proj).returncode == 0
+        assert (store / c["source"]["store"]).exists() or subprocess.run(
+            [RAISIN, "lock", "--update"], cwd=proj
+        ).returncode == 0
     script = workdir / "bare.sh"
     script.write_text(_script(lock, store, workdir))
     t0 = time.perf_counter()
-    subprocess.run(["bash", str(script)], check=True, capture_output=True, env={**os.environ, "PYTHON": "python3"})
+    subprocess.run(
+        ["bash", str(script)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHON": "python3"},
+    )
     bare = time.perf_counter() - t0
     t0 = time.perf_counter()
     subprocess.run([RAISIN, "-q", "realize", "-j", "2"], cwd=proj, check=True, capture_output=True)
     ours = time.perf_counter() - t0
     noop = timed([RAISIN, "realize"], cwd=proj, repeat=5)
     return [
-        {"name": "SeaBIOS + Xen realize, empty store (-j 2)", "raisin_s": ours, "reference_s": bare, "reference": "bash script of the same steps", "ratio": ours / bare, "goal": "≤ 1.10"},
-        {"name": "no-op realize after it", "raisin_s": noop, "reference_s": 0.3, "reference": "goal", "ratio": noop / 0.3, "goal": "≤ 0.3 s"},
+        {
+            "name": "SeaBIOS + Xen realize, empty store (-j 2)",
+            "raisin_s": ours,
+            "reference_s": bare,
+            "reference": "bash script of the same steps",
+            "ratio": ours / bare,
+            "goal": "≤ 1.10",
+        },
+        {
+            "name": "no-op realize after it",
+            "raisin_s": noop,
+            "reference_s": 0.3,
+            "reference": "goal",
+            "ratio": noop / 0.3,
+            "goal": "≤ 0.3 s",
+        },
     ]

@@ -12,7 +12,9 @@ from pathlib import Path
 RAISIN = str(Path(sys.executable).parent / "raisin")
 
 
-def timed(cmd: list[str], cwd: Path | None = None, repeat: int = 5, env: dict[str, str] | None = None) -> float:
+def timed(
+    cmd: list[str], cwd: Path | None = None, repeat: int = 5, env: dict[str, str] | None = None
+) -> float:
     """Median wall time of ``cmd`` over ``repeat`` runs (each must succeed)."""
     times = []
     for _ in range(repeat):

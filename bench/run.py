@@ -33,7 +33,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(SUITES))
     ap.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
-    ap.add_argument("--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources (~10 min)")
+    ap.add_argument(
+        "--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources (~10 min)"
+    )
     args = ap.parse_args()
     # Bytecode as a pip install leaves it: with PYTHONDONTWRITEBYTECODE set (as
     # in some CI and agent shells) an editable install never gets .pyc files
@@ -49,7 +51,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"raisin-bench-{suite}-") as tmp:
             t0 = time.monotonic()
             try:
-                got = mod.run(Path(tmp), quick=args.quick) if "quick" in mod.run.__code__.co_varnames else mod.run(Path(tmp))
+                got = (
+                    mod.run(Path(tmp), quick=args.quick)
+                    if "quick" in mod.run.__code__.co_varnames
+                    else mod.run(Path(tmp))
+                )
             except Exception as exc:  # noqa: BLE001  a broken suite must not hide the others
                 got = [{"name": f"{suite}: FAILED", "error": repr(exc)}]
             for r in got:

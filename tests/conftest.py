@@ -32,13 +32,20 @@ class Result:
         return f"Result(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
 
 
-def raisin(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
+def raisin(
+    *args: str,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> Result:
     full_env = dict(os.environ)
     full_env.pop("RAISIN_STORE", None)
     loopback_unproxied(full_env)
     if env:
         full_env.update(env)
-    p = subprocess.run([RAISIN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [RAISIN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     return Result(p.returncode, p.stdout, p.stderr)
 
 
@@ -61,7 +68,14 @@ def git(repo: Path, *args: str, date: int | None = None) -> str:
     return p.stdout.strip()
 
 
-def make_repo(path: Path, files: dict[str, str], *, tag: str | None = None, annotated: bool = False, date: int = 1700000000) -> str:
+def make_repo(
+    path: Path,
+    files: dict[str, str],
+    *,
+    tag: str | None = None,
+    annotated: bool = False,
+    date: int = 1700000000,
+) -> str:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / ".git").exists():
         git(path, "init", "-q", "-b", "main")
@@ -82,7 +96,9 @@ def make_repo(path: Path, files: dict[str, str], *, tag: str | None = None, anno
 def nix_hash(path: Path) -> str:
     import base64
 
-    hexd = subprocess.run(["nix-hash", "--type", "sha256", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+    hexd = subprocess.run(
+        ["nix-hash", "--type", "sha256", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return "sha256-" + base64.b64encode(bytes.fromhex(hexd)).decode()
 
 

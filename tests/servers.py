@@ -45,13 +45,33 @@ class Nginx:
         tmp = base / "tmp"
         tmp.mkdir()
         listen = f"127.0.0.1:{self.port}"
-        if tls:  # a self-signed certificate for 127.0.0.1; clients trust it via SSL_CERT_FILE=self.cert
+        if (
+            tls
+        ):  # a self-signed certificate for 127.0.0.1; clients trust it via SSL_CERT_FILE=self.cert
             self.cert = base / "cert.pem"
             subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", str(base / "key.pem"), "-out", str(self.cert), "-days", "2",
-                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                check=True, capture_output=True,
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    str(base / "key.pem"),
+                    "-out",
+                    str(self.cert),
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ],
+                check=True,
+                capture_output=True,
             )
             listen += f" ssl;\n    ssl_certificate {self.cert};\n    ssl_certificate_key {base / 'key.pem'}"
         (base / "nginx.conf").write_text(
@@ -90,7 +110,8 @@ http {{
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["nginx", "-p", str(self.base), "-c", str(self.base / "nginx.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

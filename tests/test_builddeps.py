@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import RAISIN, raisin
 
-from raisin_lock import recipe as recipes
+from raisin_lock.manifest import recipe as recipes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "os-release"
 NO_SUCH = "raisin-no-such-package"
@@ -36,24 +36,38 @@ def _stack_recipes() -> list[str]:
 
 
 def _env(os_release: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAISIN_OS_RELEASE", "RAISIN_SKIP_BUILDDEP_CHECK")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAISIN_OS_RELEASE", "RAISIN_SKIP_BUILDDEP_CHECK")
+    }
     if os_release:
         env["RAISIN_OS_RELEASE"] = str(FIXTURES / os_release)
     env.update(extra)
     return env
 
 
-def _run(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
     """The real CLI with stdin closed (never a terminal, so a prompt can never hang a test)."""
     return subprocess.run(
-        [RAISIN, *args], cwd=cwd, env=env or _env(), stdin=stdin, capture_output=True, text=True, timeout=300
+        [RAISIN, *args],
+        cwd=cwd,
+        env=env or _env(),
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def _manifest(tmp: Path, components: dict[str, str]) -> Path:
     (tmp / "src").mkdir(exist_ok=True)
     (tmp / "src" / "README").write_text("x\n")
-    (tmp / "raisin.toml").write_text("".join(f"[components.{n}]\n{body}\n" for n, body in components.items()))
+    (tmp / "raisin.toml").write_text(
+        "".join(f"[components.{n}]\n{body}\n" for n, body in components.items())
+    )
     return tmp
 
 
@@ -68,14 +82,18 @@ def _dpkg_installed(names: list[str]) -> set[str]:
     """Oracle: names dpkg says are installed, or that an installed package Provides."""
     out = subprocess.run(
         ["dpkg-query", "-W", "-f", "${db:Status-Status}\t${Package}\t${Provides}\n"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     have: set[str] = set()
     for line in out.splitlines():
         status, pkg, provides = (line.split("\t") + ["", ""])[:3]
         if status == "installed":
             have.add(pkg)
-            have.update(p.strip().split(" ")[0].split(":")[0] for p in provides.split(",") if p.strip())
+            have.update(
+                p.strip().split(" ")[0].split(":")[0] for p in provides.split(",") if p.strip()
+            )
     return {n for n in names if n in have}
 
 
@@ -118,7 +136,9 @@ def test_virtual_package_provided_by_an_installed_one_counts_as_installed(tmp_pa
     # it by that name, so once acpica-tools is in, iasl is not missing.
     if "acpica-tools" not in _dpkg_installed(["acpica-tools"]):
         pytest.skip("acpica-tools is not installed here")
-    proj = _manifest(tmp_path, {"a": 'source = { path = "src" }\nbuild = ["true"]\nbuild-deps = ["iasl"]\n'})
+    proj = _manifest(
+        tmp_path, {"a": 'source = { path = "src" }\nbuild = ["true"]\nbuild-deps = ["iasl"]\n'}
+    )
     r = _run("install-builddep", "--dry-run", cwd=proj)
     assert r.returncode == 0, r
     assert "all build dependencies are installed" in r.stderr
@@ -142,7 +162,11 @@ def test_unknown_component_is_bad_input(tmp_path: Path) -> None:
     proj = _manifest(tmp_path, {"a": 'source = { path = "src" }\nbuild = ["true"]\n'})
     r = _run("install-builddep", "nosuch", "--dry-run", cwd=proj)
     assert r.returncode == 2
-    assert "raisin.toml" in r.stderr and "unknown component 'nosuch'" in r.stderr and "known: a" in r.stderr
+    assert (
+        "raisin.toml" in r.stderr
+        and "unknown component 'nosuch'" in r.stderr
+        and "known: a" in r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 
@@ -164,7 +188,9 @@ def test_unknown_recipe_names_the_key(tmp_path: Path) -> None:
         ("opensuse-leap", "opensuse", ["zypper", "--non-interactive", "install"]),
     ],
 )
-def test_rpm_families_from_fixture_os_release(tmp_path: Path, fixture: str, family: str, command: list[str]) -> None:
+def test_rpm_families_from_fixture_os_release(
+    tmp_path: Path, fixture: str, family: str, command: list[str]
+) -> None:
     proj = _stack_manifest(tmp_path, extra=f'build-deps = ["{NO_SUCH}"]\n')
     wanted: list[str] = []
     for r in _stack_recipes():
@@ -183,7 +209,10 @@ def test_rpm_families_from_fixture_os_release(tmp_path: Path, fixture: str, fami
 
 
 def test_ubuntu_is_debian_family(tmp_path: Path) -> None:
-    proj = _manifest(tmp_path, {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'})
+    proj = _manifest(
+        tmp_path,
+        {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'},
+    )
     r = _run("install-builddep", "--dry-run", cwd=proj, env=_env("ubuntu"))
     assert r.returncode == 0, r
     assert "Ubuntu 24.04.1 LTS (debian family, apt-get)" in r.stderr
@@ -195,15 +224,24 @@ def test_unknown_distribution_says_so(tmp_path: Path) -> None:
     r = _run("install-builddep", "--dry-run", cwd=proj, env=_env("arch"))
     assert r.returncode == 1
     assert "unknown distribution ID=arch" in r.stderr and "RAISIN_OS_RELEASE" in r.stderr
-    missing = _run("install-builddep", cwd=proj, env=_env(None, RAISIN_OS_RELEASE=str(tmp_path / "nope")))
-    assert missing.returncode == 2 and "RAISIN_OS_RELEASE" in missing.stderr and "nope" in missing.stderr
+    missing = _run(
+        "install-builddep", cwd=proj, env=_env(None, RAISIN_OS_RELEASE=str(tmp_path / "nope"))
+    )
+    assert (
+        missing.returncode == 2
+        and "RAISIN_OS_RELEASE" in missing.stderr
+        and "nope" in missing.stderr
+    )
 
 
 # ------------------------------------------------------------------ installing (never for real)
 
 
 def test_prompt_without_a_terminal_installs_nothing(tmp_path: Path) -> None:
-    proj = _manifest(tmp_path, {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'})
+    proj = _manifest(
+        tmp_path,
+        {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'},
+    )
     t0 = time.monotonic()
     r = _run("install-builddep", cwd=proj)
     assert time.monotonic() - t0 < 30  # answered "no" at once, did not wait for input
@@ -214,12 +252,19 @@ def test_prompt_without_a_terminal_installs_nothing(tmp_path: Path) -> None:
 
 
 def test_prompt_answered_no_on_a_terminal_installs_nothing(tmp_path: Path) -> None:
-    proj = _manifest(tmp_path, {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'})
+    proj = _manifest(
+        tmp_path,
+        {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'},
+    )
     master, slave = pty.openpty()
     try:
         p = subprocess.Popen(
-            [RAISIN, "install-builddep"], cwd=proj, env=_env(), stdin=slave,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [RAISIN, "install-builddep"],
+            cwd=proj,
+            env=_env(),
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         os.close(slave)
         assert p.stderr is not None
@@ -240,7 +285,10 @@ def test_prompt_answered_no_on_a_terminal_installs_nothing(tmp_path: Path) -> No
 
 
 def test_yes_with_nothing_missing_runs_no_package_manager(tmp_path: Path) -> None:
-    proj = _manifest(tmp_path, {"a": 'source = { path = "src" }\nbuild = ["true"]\nbuild-deps = ["build-essential"]\n'})
+    proj = _manifest(
+        tmp_path,
+        {"a": 'source = { path = "src" }\nbuild = ["true"]\nbuild-deps = ["build-essential"]\n'},
+    )
     r = _run("install-builddep", "-y", cwd=proj)
     assert r.returncode == 0, r
     assert "all build dependencies are installed" in r.stderr and "running:" not in r.stderr
@@ -252,7 +300,9 @@ def test_yes_with_nothing_missing_runs_no_package_manager(tmp_path: Path) -> Non
 def test_from_lock_asks_for_the_locked_versions(tmp_path: Path) -> None:
     proj = _manifest(
         tmp_path,
-        {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["build-essential", "{NO_SUCH}"]\n'},
+        {
+            "a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["build-essential", "{NO_SUCH}"]\n'
+        },
     )
     assert raisin("lock", cwd=proj).code == 0
     lock = (proj / "raisin.lock").read_text()
@@ -268,7 +318,14 @@ def test_from_lock_asks_for_the_locked_versions(tmp_path: Path) -> None:
     (proj / "raisin.lock").write_text(lock.replace(version.group(1), "12.9+raisin1"))
     r = _run("install-builddep", "--from-lock", "--dry-run", cwd=proj)
     assert r.returncode == 0, r
-    assert _command(r.stdout) == ["apt-get", "install", "-y", "--allow-downgrades", "build-essential=12.9+raisin1", NO_SUCH]
+    assert _command(r.stdout) == [
+        "apt-get",
+        "install",
+        "-y",
+        "--allow-downgrades",
+        "build-essential=12.9+raisin1",
+        NO_SUCH,
+    ]
     assert f"installed: {version.group(1)}" in r.stdout
     r = _run("install-builddep", "--from-lock", "--dry-run", cwd=proj, env=_env("fedora"))
     assert "build-essential-12.9+raisin1" in _command(r.stdout)
@@ -281,7 +338,10 @@ def test_from_lock_without_a_lock_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_lock_alone_is_enough(tmp_path: Path) -> None:
-    proj = _manifest(tmp_path, {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'})
+    proj = _manifest(
+        tmp_path,
+        {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'},
+    )
     assert raisin("lock", cwd=proj).code == 0
     (proj / "raisin.toml").unlink()
     r = _run("install-builddep", "--dry-run", cwd=proj)
@@ -309,11 +369,16 @@ def test_realize_stops_on_a_missing_build_dependency(tmp_path: Path) -> None:
     proj = _two(tmp_path)
     r = _run("realize", cwd=proj)
     assert r.returncode == 1, r
-    assert f"missing build dependencies on this host (Debian GNU/Linux 12 (bookworm)): {NO_SUCH} (base)" in r.stderr
+    assert (
+        f"missing build dependencies on this host (Debian GNU/Linux 12 (bookworm)): {NO_SUCH} (base)"
+        in r.stderr
+    )
     assert "raisin install-builddep base" in r.stderr
     assert f"apt-get install -y {NO_SUCH}" in r.stderr
     assert "Traceback" not in r.stderr
-    assert not list((proj / "store").glob("*-base-*")) and not list((proj / "store").glob("*-top-*"))
+    assert not list((proj / "store").glob("*-base-*")) and not list(
+        (proj / "store").glob("*-top-*")
+    )
     # from elsewhere, the suggested command carries -C
     r = _run("-C", proj.name, "realize", cwd=proj.parent)
     assert r.returncode == 1 and f"raisin -C {proj.name} install-builddep base" in r.stderr
@@ -356,7 +421,9 @@ def test_every_debian_package_of_every_recipe_exists_in_apt(tmp_path: Path) -> N
         if show.returncode == 0 and "Package:" in show.stdout:
             continue
         # a purely virtual name (e.g. iasl -> acpica-tools) installs when exactly one package provides it
-        showpkg = subprocess.run(["apt-cache", "showpkg", pkg], capture_output=True, text=True).stdout
+        showpkg = subprocess.run(
+            ["apt-cache", "showpkg", pkg], capture_output=True, text=True
+        ).stdout
         tail = showpkg.split("Reverse Provides:", 1)[1] if "Reverse Provides:" in showpkg else ""
         providers = {line.split()[0] for line in tail.splitlines() if line.strip()}
         if len(providers) != 1:
@@ -364,5 +431,7 @@ def test_every_debian_package_of_every_recipe_exists_in_apt(tmp_path: Path) -> N
     assert not bad, f"not installable from apt on this host: {bad}"
     missing = _listed(r.stdout)
     if missing:
-        sim = subprocess.run(["apt-get", "install", "-s", "-y", *missing], capture_output=True, text=True)
+        sim = subprocess.run(
+            ["apt-get", "install", "-s", "-y", *missing], capture_output=True, text=True
+        )
         assert sim.returncode == 0, sim.stdout[-2000:] + sim.stderr[-2000:]

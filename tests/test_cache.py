@@ -68,7 +68,9 @@ def _fresh(proj: Path, dest: Path) -> Path:
 
 
 def _dump(path: Path) -> bytes:
-    return subprocess.run(["nix-store", "--dump", str(path)], capture_output=True, check=True).stdout
+    return subprocess.run(
+        ["nix-store", "--dump", str(path)], capture_output=True, check=True
+    ).stdout
 
 
 def _valid(store: Path) -> list[str]:
@@ -107,7 +109,10 @@ def _tmp_left(store: Path) -> list[str]:
 def test_key_generate_nix_format(tmp_path):
     r = raisin("key", "generate", "cache.example.org-1", "--out", str(tmp_path / "k"))
     assert r.code == 0, r
-    secret, public = tmp_path / "k" / "cache.example.org-1.secret", tmp_path / "k" / "cache.example.org-1.public"
+    secret, public = (
+        tmp_path / "k" / "cache.example.org-1.secret",
+        tmp_path / "k" / "cache.example.org-1.public",
+    )
     assert secret.stat().st_mode & 0o777 == 0o600
     name, _, b64 = secret.read_text().partition(":")
     assert name == "cache.example.org-1" and len(base64.b64decode(b64)) == 64
@@ -151,7 +156,9 @@ def test_push_and_substitute_over_nginx(built_demo, nginx, tmp_path):
         assert c["built"]
         assert Path(c["out"]).name == Path(a_info[name]["out"]).name
         assert _dump(Path(c["out"])) == _dump(Path(a_info[name]["out"]))
-    out = subprocess.run([f"{b_info['hello']['out']}/usr/bin/hello"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [f"{b_info['hello']['out']}/usr/bin/hello"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("Hello, Xen!")
     assert raisin("store", "verify", cwd=b).code == 0
     assert raisin("realize", cwd=b).err.strip().endswith("nothing to build")
@@ -159,13 +166,30 @@ def test_push_and_substitute_over_nginx(built_demo, nginx, tmp_path):
     # nginx stopped: a normal realize builds locally and says why
     nginx.stop()
     c = _fresh(proj, tmp_path / "c")
-    r = raisin("realize", "--substituter", nginx.url, "--trusted-key", public, cwd=c, env={"RAISIN_HTTP_RETRIES": "0"})
+    r = raisin(
+        "realize",
+        "--substituter",
+        nginx.url,
+        "--trusted-key",
+        public,
+        cwd=c,
+        env={"RAISIN_HTTP_RETRIES": "0"},
+    )
     assert r.code == 0, r
     assert "unreachable" in r.err and "built 3" in r.err
     # and with -j 0 that is a failure, with nothing registered
     d = _fresh(proj, tmp_path / "d")
-    r = raisin("realize", "-j", "0", "--substituter", nginx.url, "--trusted-key", public, cwd=d,
-               env={"RAISIN_HTTP_RETRIES": "0"})
+    r = raisin(
+        "realize",
+        "-j",
+        "0",
+        "--substituter",
+        nginx.url,
+        "--trusted-key",
+        public,
+        cwd=d,
+        env={"RAISIN_HTTP_RETRIES": "0"},
+    )
     assert r.code == 1 and "unreachable" in r.err, r
     assert _valid(d / "store") == []
 
@@ -181,10 +205,24 @@ def test_nix_reads_raisin_cache(built_demo, tmp_path):
         path = "/raisin/store/" + Path(c["out"]).name
         narinfo = (cache / f"{Path(c['out']).name[:32]}.narinfo").read_text()
         fields = {line.split(":", 1)[0] for line in narinfo.splitlines()}
-        assert fields >= {"StorePath", "URL", "Compression", "FileHash", "FileSize", "NarHash", "NarSize",
-                          "References", "Deriver", "Sig"}
-        p = subprocess.run(["nix", "path-info", "--json", "--store", store_url, path],
-                           capture_output=True, text=True, env={**os.environ, **NIX_ENV})
+        assert fields >= {
+            "StorePath",
+            "URL",
+            "Compression",
+            "FileHash",
+            "FileSize",
+            "NarHash",
+            "NarSize",
+            "References",
+            "Deriver",
+            "Sig",
+        }
+        p = subprocess.run(
+            ["nix", "path-info", "--json", "--store", store_url, path],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **NIX_ENV},
+        )
         assert p.returncode == 0, p.stderr
         got = json.loads(p.stdout)[0]
         raw = _dump(Path(c["out"]))
@@ -195,12 +233,20 @@ def test_nix_reads_raisin_cache(built_demo, tmp_path):
         url = cache / got["url"]
         assert got["downloadSize"] == url.stat().st_size
         # nix verifies the signature (and the content) with the public key, and refuses another key
-        ok = subprocess.run(["nix", "store", "verify", "--store", store_url, "--trusted-public-keys", public, path],
-                            capture_output=True, text=True, env={**os.environ, **NIX_ENV})
+        ok = subprocess.run(
+            ["nix", "store", "verify", "--store", store_url, "--trusted-public-keys", public, path],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **NIX_ENV},
+        )
         assert ok.returncode == 0 and "untrusted" not in ok.stderr, ok.stderr
         other = "other-1:" + public.split(":", 1)[1]
-        bad = subprocess.run(["nix", "store", "verify", "--store", store_url, "--trusted-public-keys", other, path],
-                             capture_output=True, text=True, env={**os.environ, **NIX_ENV})
+        bad = subprocess.run(
+            ["nix", "store", "verify", "--store", store_url, "--trusted-public-keys", other, path],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **NIX_ENV},
+        )
         assert bad.returncode != 0 or "untrusted" in bad.stderr
         # nix-store --restore unpacks the decompressed NAR into the same tree
         with open(url, "rb") as f:
@@ -215,19 +261,40 @@ def test_nix_generated_key_is_accepted(built_demo, tmp_path):
     proj, _, _ = built_demo
     keys = tmp_path / "k"
     keys.mkdir()
-    subprocess.run(["nix-store", "--generate-binary-cache-key", "nixkey-1", str(keys / "s"), str(keys / "p")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["nix-store", "--generate-binary-cache-key", "nixkey-1", str(keys / "s"), str(keys / "p")],
+        check=True,
+        capture_output=True,
+    )
     cache = tmp_path / "cache"
     r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "s"), cwd=proj)
     assert r.code == 0, r
     b = _fresh(proj, tmp_path / "b")
-    r = raisin("realize", "hello", "-j", "0", "--substituter", f"file://{cache}",
-               "--trusted-key", (keys / "p").read_text(), cwd=b)
+    r = raisin(
+        "realize",
+        "hello",
+        "-j",
+        "0",
+        "--substituter",
+        f"file://{cache}",
+        "--trusted-key",
+        (keys / "p").read_text(),
+        cwd=b,
+    )
     assert r.code == 1, r  # hello's deps (greet, motd) were not pushed: -j 0 cannot build them
     assert "no cache offers it" in r.err or "not in the cache" in r.err
     r = raisin("push", f"file://{cache}", "--key", str(keys / "s"), cwd=proj)
     assert r.code == 0 and "pushed 2 paths" in r.err, r
-    r = raisin("realize", "-j", "0", "--substituter", f"file://{cache}", "--trusted-key", (keys / "p").read_text(), cwd=b)
+    r = raisin(
+        "realize",
+        "-j",
+        "0",
+        "--substituter",
+        f"file://{cache}",
+        "--trusted-key",
+        (keys / "p").read_text(),
+        cwd=b,
+    )
     assert r.code == 0 and "substituted 3" in r.err, r
 
 
@@ -267,14 +334,18 @@ def test_substitution_fetches_the_runtime_closure(tmp_path, built_demo):
     assert f"References: {lib_base}" in narinfo
     # the app path alone, into a store that has nothing: lib comes along as a reference
     b = _fresh(a, tmp_path / "b")
-    r = raisin("realize", "-j", "0", "--substituter", f"file://{cache}", "--trusted-key", public, cwd=b)
+    r = raisin(
+        "realize", "-j", "0", "--substituter", f"file://{cache}", "--trusted-key", public, cwd=b
+    )
     assert r.code == 0, r
     assert sorted(_valid(b / "store")) == sorted([app_out.name, lib_base])
     import sqlite3
 
     with sqlite3.connect(b / "store" / ".raisin" / "db.sqlite") as c:
-        refs = c.execute("SELECT a.path, b.path FROM refs r JOIN valid_paths a ON a.id = r.referrer "
-                         "JOIN valid_paths b ON b.id = r.reference").fetchall()
+        refs = c.execute(
+            "SELECT a.path, b.path FROM refs r JOIN valid_paths a ON a.id = r.referrer "
+            "JOIN valid_paths b ON b.id = r.reference"
+        ).fetchall()
     assert (app_out.name, lib_base) in refs
 
 
@@ -282,7 +353,18 @@ def test_substitution_fetches_the_runtime_closure(tmp_path, built_demo):
 
 
 def _sub(proj: Path, cache: str, key: str, *extra: str, env: dict[str, str] | None = None):
-    return raisin("realize", "-j", "0", "--substituter", cache, "--trusted-key", key, *extra, cwd=proj, env=env)
+    return raisin(
+        "realize",
+        "-j",
+        "0",
+        "--substituter",
+        cache,
+        "--trusted-key",
+        key,
+        *extra,
+        cwd=proj,
+        env=env,
+    )
 
 
 def _pushed(built_demo, tmp_path) -> tuple[Path, Path, str]:
@@ -390,7 +472,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             if srv.stall:  # type: ignore[attr-defined]
                 srv.release.wait(30)  # type: ignore[attr-defined]
-            self.close_connection = True  # short: half the promised bytes, then the connection closes
+            self.close_connection = (
+                True  # short: half the promised bytes, then the connection closes
+            )
             return
         self.wfile.write(data)
 
@@ -433,8 +517,16 @@ def test_stalling_server_times_out(built_demo, tmp_path, fixture_server):
     assert took < 20
     _assert_untouched(b, before)
     # a normal realize falls back to building
-    r = raisin("realize", "motd", "--substituter", url, "--trusted-key", public, cwd=b,
-               env={"RAISIN_HTTP_TIMEOUT": "1", "RAISIN_HTTP_RETRIES": "0"})
+    r = raisin(
+        "realize",
+        "motd",
+        "--substituter",
+        url,
+        "--trusted-key",
+        public,
+        cwd=b,
+        env={"RAISIN_HTTP_TIMEOUT": "1", "RAISIN_HTTP_RETRIES": "0"},
+    )
     assert r.code == 0 and "building instead" in r.err and "built 1" in r.err, r
 
 
@@ -580,7 +672,9 @@ def test_http_proxy_from_the_environment(built_big, tmp_path):
         assert r.code == 0 and "substituted 2, built 0" in r.err, r
         _assert_same_paths(a, b)
         relayed = proxy.seen  # type: ignore[attr-defined]
-        assert sum(p.endswith(".nar.zst") for p in relayed) == 2 and any(p.endswith(".narinfo") for p in relayed)
+        assert sum(p.endswith(".nar.zst") for p in relayed) == 2 and any(
+            p.endswith(".narinfo") for p in relayed
+        )
         assert all(p.startswith(n.url) for p in relayed)
         relayed.clear()
         c = _fresh(a, tmp_path / "c")
@@ -596,7 +690,9 @@ def test_http_proxy_from_the_environment(built_big, tmp_path):
 def test_http_retries_5xx_and_sends_credentials(built_demo, tmp_path, fixture_server):
     proj, cache, public = _pushed(built_demo, tmp_path)
     motd = Path(_show(proj)["motd"]["out"]).name
-    srv, url = fixture_server(cache, need_auth="Bearer s3cret", fail_first={f"/{motd[:32]}.narinfo": 2})
+    srv, url = fixture_server(
+        cache, need_auth="Bearer s3cret", fail_first={f"/{motd[:32]}.narinfo": 2}
+    )
     b = _fresh(proj, tmp_path / "b")
     r = _sub(b, url, public, "motd", env={"RAISIN_CACHE_TOKEN": "s3cret"})
     assert r.code == 0, r
@@ -650,10 +746,18 @@ MALICIOUS = {
     "symlink then write through it": _nar(_dir((b"a", _link(b"/tmp")), (b"b", _file()))),
     "unsorted entries": _nar(_dir((b"b", _file()), (b"a", _file()))),
     "duplicate entries": _nar(_dir((b"a", _file()), (b"a", _file()))),
-    "absurd name length": _s(b"nix-archive-1") + _s(b"(") + _s(b"type") + _s(b"directory") + _s(b"entry")
-    + _s(b"(") + _s(b"name") + struct.pack("<Q", 1 << 62),
-    "absurd file length": _s(b"nix-archive-1") + b"".join(_s(t) for t in (b"(", b"type", b"regular", b"contents"))
-    + struct.pack("<Q", 1 << 50) + b"x" * 64,
+    "absurd name length": _s(b"nix-archive-1")
+    + _s(b"(")
+    + _s(b"type")
+    + _s(b"directory")
+    + _s(b"entry")
+    + _s(b"(")
+    + _s(b"name")
+    + struct.pack("<Q", 1 << 62),
+    "absurd file length": _s(b"nix-archive-1")
+    + b"".join(_s(t) for t in (b"(", b"type", b"regular", b"contents"))
+    + struct.pack("<Q", 1 << 50)
+    + b"x" * 64,
 }
 
 
@@ -674,9 +778,16 @@ def test_malicious_nar_is_refused(case, built_demo, tmp_path):
     fh = Hash.of_bytes(comp)
     sp = StorePath.parse(Path(_show(proj)["motd"]["out"]).name)
     declared = 1 << 51 if case.startswith("absurd") else len(data)
-    info = ni.NarInfo(path=sp, url=f"nar/{fh.nix32}.nar.zst", compression="zstd", file_hash=fh,
-                      file_size=len(comp), nar_hash=Hash.of_bytes(data), nar_size=declared,
-                      references=frozenset())
+    info = ni.NarInfo(
+        path=sp,
+        url=f"nar/{fh.nix32}.nar.zst",
+        compression="zstd",
+        file_hash=fh,
+        file_size=len(comp),
+        nar_hash=Hash.of_bytes(data),
+        nar_size=declared,
+        references=frozenset(),
+    )
     info = info.signed(SecretKey.load(secret).sign(info.fingerprint()))
     (cache / info.url).write_bytes(comp)
     (cache / f"{sp.digest}.narinfo").write_text(info.render())
@@ -695,7 +806,9 @@ def test_narinfo_for_another_path_is_refused(built_demo, tmp_path):
     proj, cache, public = _pushed(built_demo, tmp_path)
     info = _show(proj)
     motd, greet = Path(info["motd"]["out"]).name, Path(info["greet"]["out"]).name
-    shutil.copy(cache / f"{greet[:32]}.narinfo", cache / f"{motd[:32]}.narinfo")  # a signed answer, wrong path
+    shutil.copy(
+        cache / f"{greet[:32]}.narinfo", cache / f"{motd[:32]}.narinfo"
+    )  # a signed answer, wrong path
     b = _fresh(proj, tmp_path / "b")
     r = _sub(b, f"file://{cache}", public, "motd")
     assert r.code == 2 and f"describes {greet}" in r.err, r
@@ -714,7 +827,15 @@ def test_export_import_hand_over(built_demo, tmp_path):
     # the maintainer: no manifest, a store elsewhere
     m = tmp_path / "maintainer"
     m.mkdir()
-    r = raisin("--store", str(tmp_path / "elsewhere" / "store"), "import", str(bundle), "--trusted-key", public, cwd=m)
+    r = raisin(
+        "--store",
+        str(tmp_path / "elsewhere" / "store"),
+        "import",
+        str(bundle),
+        "--trusted-key",
+        public,
+        cwd=m,
+    )
     assert r.code == 0, r
     assert "imported 3 store paths" in r.err
     assert (m / "raisin.lock").read_bytes() == (proj / "raisin.lock").read_bytes()
@@ -725,8 +846,12 @@ def test_export_import_hand_over(built_demo, tmp_path):
         assert _dump(got) == _dump(Path(c["out"]))
     r = raisin("--store", str(store), "realize", "--lock", str(m / "raisin.lock"), cwd=m)
     assert r.code == 0 and "nothing to build" in r.err, r
-    out = subprocess.run([str(store / Path(a_info["hello"]["out"]).name / "usr/bin/hello")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(store / Path(a_info["hello"]["out"]).name / "usr/bin/hello")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.startswith("Hello, Xen!")
     assert raisin("--store", str(store), "store", "verify", cwd=m).code == 0
     # importing again: nothing new
@@ -750,7 +875,9 @@ def test_import_refuses_untrusted_or_damaged(built_demo, tmp_path):
     import tarfile
 
     with tarfile.open(bundle) as tar:
-        nar_member = next(t for t in tar.getmembers() if t.name.startswith("nar/") and t.size > 1000)
+        nar_member = next(
+            t for t in tar.getmembers() if t.name.startswith("nar/") and t.size > 1000
+        )
     data = bytearray(bundle.read_bytes())
     data[nar_member.offset_data + nar_member.size // 2] ^= 0x40
     bad = tmp_path / "bad.raisin"
@@ -818,7 +945,9 @@ build = ["sleep 3", "install -Dm644 f $out/share/slow"]
     cache = tmp_path / "cache"
     assert raisin("push", f"file://{cache}", "cached", "--key", str(secret), cwd=a).code == 0
     b = _fresh(a, tmp_path / "b")
-    r = raisin("realize", "-j", "1", "--substituter", f"file://{cache}", "--trusted-key", public, cwd=b)
+    r = raisin(
+        "realize", "-j", "1", "--substituter", f"file://{cache}", "--trusted-key", public, cwd=b
+    )
     assert r.code == 0, r
     assert "substituted 1, built 1" in r.err
     lines = r.err.splitlines()
@@ -830,10 +959,21 @@ build = ["sleep 3", "install -Dm644 f $out/share/slow"]
 def test_j0_needs_a_substituter_and_bad_urls_are_input_errors(demo):
     r = raisin("realize", "-j", "0", cwd=demo)
     assert r.code == 2 and "-j 0 builds nothing locally" in r.err, r
-    r = raisin("realize", "--substituter", "ftp://example.org/c", "--trusted-key", "k:" + "A" * 43 + "=", cwd=demo)
+    r = raisin(
+        "realize",
+        "--substituter",
+        "ftp://example.org/c",
+        "--trusted-key",
+        "k:" + "A" * 43 + "=",
+        cwd=demo,
+    )
     assert r.code == 2 and "not a cache URL" in r.err, r
-    r = raisin("realize", "--substituter", "file:///nonexistent", "--trusted-key", "k:short", cwd=demo)
+    r = raisin(
+        "realize", "--substituter", "file:///nonexistent", "--trusted-key", "k:short", cwd=demo
+    )
     assert r.code == 2 and "--trusted-key" in r.err and "invalid public key" in r.err, r
-    (demo / "raisin.toml").write_text((demo / "raisin.toml").read_text() + '\n[cache]\nsubstituters = "x"\n')
+    (demo / "raisin.toml").write_text(
+        (demo / "raisin.toml").read_text() + '\n[cache]\nsubstituters = "x"\n'
+    )
     r = raisin("realize", cwd=demo)
     assert r.code == 2 and "cache" in r.err and "Traceback" not in r.err, r

@@ -14,8 +14,6 @@ from conftest import RAISIN, raisin
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
 
-
-
 def _db(proj: Path) -> tuple[set[str], dict[str, set[str]]]:
     """(valid paths, references) straight from the store database."""
     con = sqlite3.connect(f"file:{proj / 'store/.raisin/db.sqlite'}?mode=ro", uri=True)
@@ -96,7 +94,9 @@ def test_gc_deletes_exactly_the_unreachable(demo: Path, tmp_path: Path) -> None:
     assert raisin("store", "verify", cwd=demo).code == 0
     r = raisin("realize", cwd=demo)
     assert r.code == 0 and "nothing to build" in r.err, r
-    assert subprocess.run([str(root / "usr/bin/hello")], capture_output=True, text=True).stdout.endswith("A newer message.\n")
+    assert subprocess.run(
+        [str(root / "usr/bin/hello")], capture_output=True, text=True
+    ).stdout.endswith("A newer message.\n")
 
     # Without the lock, the generation still keeps its build inputs, unless --runtime-only.
     (demo / "raisin.lock").unlink()
@@ -134,15 +134,24 @@ def test_gc_never_touches_paths_another_process_holds(demo: Path, tmp_path: Path
     content = tmp_path / "content"
     content.mkdir()
     (content / "f").write_text("unrooted\n")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(demo / "store"), str(content)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(demo / "store"), str(content)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdin is not None
         busy, building = holder.stdout.readline().split()
         r = raisin("gc", cwd=demo)
         assert r.code == 0, r
-        assert busy not in r.out and f"in use by another process, kept: {demo / 'store' / busy}" in r.err
-        assert (demo / "store" / busy / "f").exists() and (demo / "store" / building / "partial").exists()
+        assert (
+            busy not in r.out
+            and f"in use by another process, kept: {demo / 'store' / busy}" in r.err
+        )
+        assert (demo / "store" / busy / "f").exists() and (
+            demo / "store" / building / "partial"
+        ).exists()
         assert busy in _db(demo)[0]
         holder.stdin.write("\n")
         holder.stdin.flush()
@@ -159,11 +168,20 @@ def test_gc_concurrent_with_realize_loses_nothing(demo: Path) -> None:
     assert raisin("realize", cwd=demo).code == 0
     for i in range(3):
         (demo / "src/motd/motd.txt").write_text(f"round {i}\n")
-        (demo / "src/greet/greet.h").write_text((DEMO / "src/greet/greet.h").read_text() + f"/* round {i} */\n")
+        (demo / "src/greet/greet.h").write_text(
+            (DEMO / "src/greet/greet.h").read_text() + f"/* round {i} */\n"
+        )
         assert raisin("lock", cwd=demo).code == 0
         env = dict(os.environ)
         env.pop("RAISIN_STORE", None)
-        build = subprocess.Popen([RAISIN, "realize"], cwd=demo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        build = subprocess.Popen(
+            [RAISIN, "realize"],
+            cwd=demo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         runs = 0
         while build.poll() is None or runs == 0:
             r = raisin("gc", cwd=demo)
@@ -177,8 +195,18 @@ def test_gc_concurrent_with_realize_loses_nothing(demo: Path) -> None:
     assert _gc(demo) == _unreachable(demo) == set()
     r = raisin("realize", cwd=demo)
     assert r.code == 0 and "nothing to build" in r.err, r
-    out = subprocess.run([str(Path(json.loads(raisin("show", "--json", cwd=demo).out)["components"]["hello"]["out"]) / "usr/bin/hello")],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            str(
+                Path(
+                    json.loads(raisin("show", "--json", cwd=demo).out)["components"]["hello"]["out"]
+                )
+                / "usr/bin/hello"
+            )
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert out.endswith("round 2\n")
 
 
@@ -187,7 +215,10 @@ def test_optimise_links_identical_files_and_verify_passes(demo: Path) -> None:
     twin = '\n[components.motd2]\nsource = { path = "src/motd" }\nversion = "2.0"\nbuild = ["install -Dm644 motd.txt $out/usr/share/motd/motd.txt"]\n'
     (demo / "raisin.toml").write_text(text + twin)
     assert raisin("realize", cwd=demo).code == 0
-    info = {n: Path(c["out"]) for n, c in json.loads(raisin("show", "--json", cwd=demo).out)["components"].items()}
+    info = {
+        n: Path(c["out"])
+        for n, c in json.loads(raisin("show", "--json", cwd=demo).out)["components"].items()
+    }
     a, b = info["motd"] / "usr/share/motd/motd.txt", info["motd2"] / "usr/share/motd/motd.txt"
     assert a.stat().st_ino != b.stat().st_ino
     r = raisin("store", "optimise", cwd=demo)
@@ -195,7 +226,11 @@ def test_optimise_links_identical_files_and_verify_passes(demo: Path) -> None:
     saved = int(r.out.split()[0])
     assert saved >= a.stat().st_size and "bytes saved" in r.out
     assert a.stat().st_ino == b.stat().st_ino
-    assert a.stat().st_mode & 0o777 == 0o444 and a.stat().st_mtime == 1 and a.parent.stat().st_mtime == 1
+    assert (
+        a.stat().st_mode & 0o777 == 0o444
+        and a.stat().st_mtime == 1
+        and a.parent.stat().st_mtime == 1
+    )
     assert raisin("store", "verify", cwd=demo).code == 0
     r = raisin("store", "optimise", cwd=demo)
     assert r.code == 0 and r.out.startswith("0 bytes saved"), r

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import git, make_repo, raisin
 
-from raisin_lock import manifest as manifest_mod
-from raisin_lock.shellvars import parse_shell
+from raisin_lock.manifest import model as manifest_mod
+from raisin_lock.manifest.shellvars import parse_shell
 
 LEGACY = Path(__file__).parent / "fixtures" / "raisin-legacy.config"
 STACK = ["seabios", "ovmf", "xen", "qemu-xen", "qemu-traditional", "grub", "libvirt", "linux"]
@@ -50,9 +50,18 @@ def test_legacy_config_from_xen_stack_md_maps_to_the_built_in_recipes(tmp_path: 
         assert spec.source.kind == "git"
     comps = _toml(tmp_path)["components"]
     # XEN_RELEASE=4.6 preset, origin/ stripped; GIT_TRANSPORT=http URL set
-    assert comps["xen"]["source"] == {"git": "https://xenbits.xen.org/git-http/xen.git", "ref": "stable-4.6"}
-    assert comps["qemu-xen"]["source"] == {"git": "https://xenbits.xen.org/git-http/qemu-xen.git", "ref": "stable-4.6"}
-    assert comps["qemu-traditional"]["source"]["git"] == "https://xenbits.xen.org/git-http/qemu-xen-traditional.git"
+    assert comps["xen"]["source"] == {
+        "git": "https://xenbits.xen.org/git-http/xen.git",
+        "ref": "stable-4.6",
+    }
+    assert comps["qemu-xen"]["source"] == {
+        "git": "https://xenbits.xen.org/git-http/qemu-xen.git",
+        "ref": "stable-4.6",
+    }
+    assert (
+        comps["qemu-traditional"]["source"]["git"]
+        == "https://xenbits.xen.org/git-http/qemu-xen-traditional.git"
+    )
     assert comps["seabios"]["source"]["ref"] == "rel-1.8.2"
     assert comps["ovmf"]["source"]["ref"] == "cb9a7ebabcd6b8a49dc0854b2f9592d732b5afbd"
     assert comps["grub"]["source"]["git"] == "https://git.savannah.gnu.org/git/grub.git"
@@ -80,7 +89,9 @@ def test_legacy_config_from_xen_stack_md_maps_to_the_built_in_recipes(tmp_path: 
     assert "wrote raisin.toml (8 components" in r.err
 
 
-def _mirror(root: Path, name: str, *, branch: str | None = None, tag: str | None = None) -> tuple[str, str]:
+def _mirror(
+    root: Path, name: str, *, branch: str | None = None, tag: str | None = None
+) -> tuple[str, str]:
     repo = root / name
     rev = make_repo(repo, {"README": f"{name}\n", "Makefile": "all:\n\ttrue\n"}, tag=tag)
     if branch:
@@ -160,11 +171,17 @@ def test_no_component_at_all_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_git_transport_picks_the_url_set(tmp_path: Path) -> None:
-    r = _import(tmp_path, 'ENABLED_COMPONENTS="xen qemu_traditional grub libvirt linux"\nGIT_TRANSPORT=git\n')
+    r = _import(
+        tmp_path,
+        'ENABLED_COMPONENTS="xen qemu_traditional grub libvirt linux"\nGIT_TRANSPORT=git\n',
+    )
     assert r.code == 0, r
     comps = _toml(tmp_path)["components"]
     assert comps["xen"]["source"]["git"] == "git://xenbits.xen.org/xen.git"
-    assert comps["qemu-traditional"]["source"]["git"] == "git://xenbits.xen.org/qemu-xen-traditional.git"
+    assert (
+        comps["qemu-traditional"]["source"]["git"]
+        == "git://xenbits.xen.org/qemu-xen-traditional.git"
+    )
     assert comps["grub"]["source"]["git"] == "git://git.savannah.gnu.org/grub.git"
     assert comps["libvirt"]["source"]["git"] == "git://libvirt.org/libvirt.git"
     assert comps["linux"]["source"]["git"].startswith("git://git.kernel.org/")
@@ -176,7 +193,11 @@ def test_git_transport_picks_the_url_set(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("release", "xen", "seabios"),
-    [("4.5", "stable-4.5", "rel-1.7.5"), ("4.7", "stable-4.7", "rel-1.9.2"), ("master", "master", "master")],
+    [
+        ("4.5", "stable-4.5", "rel-1.7.5"),
+        ("4.7", "stable-4.7", "rel-1.9.2"),
+        ("master", "master", "master"),
+    ],
 )
 def test_release_presets(tmp_path: Path, release: str, xen: str, seabios: str) -> None:
     r = _import(tmp_path, f'ENABLED_COMPONENTS="seabios xen"\nXEN_RELEASE={release}\n')
@@ -252,10 +273,16 @@ EXTRA=1 touch executed
 
 def test_parse_shell_values() -> None:
     sh = parse_shell(
-        'A=1 B="$A$A" C=${B:+set} D=${UNSET-dflt} E=${UNSET:=x} F=$E\nreadonly -x G=\'g\'\nexport A\n'
+        "A=1 B=\"$A$A\" C=${B:+set} D=${UNSET-dflt} E=${UNSET:=x} F=$E\nreadonly -x G='g'\nexport A\n"
     )
     assert {k: sh.variables[k] for k in "ABCDEFG"} == {
-        "A": "1", "B": "11", "C": "set", "D": "dflt", "E": "x", "F": "x", "G": "g",
+        "A": "1",
+        "B": "11",
+        "C": "set",
+        "D": "dflt",
+        "E": "x",
+        "F": "x",
+        "G": "g",
     }
     assert sh.problems == []
     sh = parse_shell("X=$NOPE/y\nARR=(a b)\n")
@@ -265,7 +292,7 @@ def test_parse_shell_values() -> None:
 
 
 def test_prefix_and_unknown_settings_are_reported(tmp_path: Path) -> None:
-    r = _import(tmp_path, 'ENABLED_COMPONENTS=xen\nPREFIX=/opt/xen\nMAKE=gmake\nNO_DEPS=1\n')
+    r = _import(tmp_path, "ENABLED_COMPONENTS=xen\nPREFIX=/opt/xen\nMAKE=gmake\nNO_DEPS=1\n")
     assert r.code == 0, r
     assert 'PREFIX="/opt/xen": the built-in recipes install with PREFIX=/usr' in r.err
     assert 'MAKE="gmake"' in r.err
@@ -284,7 +311,10 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     r = _import(tmp_path, 'ENABLED_COMPONENTS="xen"\n', "--force")
     assert r.code == 0, r
     assert "[components.xen]" in (tmp_path / "raisin.toml").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "raisin.toml"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config",
+        "raisin.toml",
+    ]  # no temp file left
 
 
 def test_output_option_and_directory(tmp_path: Path) -> None:

@@ -21,11 +21,25 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean():
-    r = subprocess.run([_tool("ruff"), "check", "--output-format", "concise", "src", "tests", "bench"],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [_tool("ruff"), "check", "--output-format", "concise", "src", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_mypy_strict_is_clean():
     r = subprocess.run([_tool("mypy"), "src"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format_is_applied():
+    r = subprocess.run(
+        [_tool("ruff"), "format", "--check", "src", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -89,14 +89,18 @@ def _export(repo: Path, rev: str, dest: Path) -> Path:
         env=dict(os.environ, GIT_CONFIG_NOSYSTEM="1"),
     )
     # Undo any eol conversion the checkout applied, from the blobs themselves.
-    ls = subprocess.run(["git", "ls-tree", "-r", "-z", rev], cwd=dest, capture_output=True, check=True).stdout
+    ls = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", rev], cwd=dest, capture_output=True, check=True
+    ).stdout
     for rec in ls.split(b"\0"):
         if not rec:
             continue
         meta, _, name = rec.partition(b"\t")
         mode, _typ, oid = meta.decode().split()
         if mode in ("100644", "100755"):
-            blob = subprocess.run(["git", "cat-file", "blob", oid], cwd=dest, capture_output=True, check=True).stdout
+            blob = subprocess.run(
+                ["git", "cat-file", "blob", oid], cwd=dest, capture_output=True, check=True
+            ).stdout
             (dest / os.fsdecode(name)).write_bytes(blob)
     shutil.rmtree(dest / ".git")
     return dest
@@ -152,7 +156,9 @@ def test_lock_is_deterministic_and_noop_keeps_file(stack, tmp_path):
     r = raisin("--store", str(tmp_path / "store2"), "lock", cwd=other)
     assert r.code == 0, r
     assert (other / "raisin.lock").read_bytes() == first
-    assert str(proj) not in first.decode() and "store" not in first.decode().replace("\nstore = ", "")
+    assert str(proj) not in first.decode() and "store" not in first.decode().replace(
+        "\nstore = ", ""
+    )
 
 
 def test_changed_ref_moves_only_entry_and_dependents(stack):
@@ -184,7 +190,9 @@ def test_changed_ref_moves_only_entry_and_dependents(stack):
     # --update NAME re-resolves the moved branch
     r = raisin("lock", "--update", "data", cwd=proj)
     assert r.code == 0, r
-    assert _lock(proj)["components"]["data"]["source"]["rev"] == git(repos / "data", "rev-parse", "main")
+    assert _lock(proj)["components"]["data"]["source"]["rev"] == git(
+        repos / "data", "rev-parse", "main"
+    )
 
 
 def test_offline_uses_mirrors_and_names_what_needs_network(stack):
@@ -194,7 +202,9 @@ def test_offline_uses_mirrors_and_names_what_needs_network(stack):
     r = raisin("lock", "--offline", cwd=proj)
     assert r.code == 0, r
     make_repo(repos / "greet", {"x": "1"}, tag="v2.0", date=1700000500)
-    (proj / "raisin.toml").write_text((proj / "raisin.toml").read_text().replace('"v1.0"', '"v2.0"'))
+    (proj / "raisin.toml").write_text(
+        (proj / "raisin.toml").read_text().replace('"v1.0"', '"v2.0"')
+    )
     r = raisin("lock", "--offline", cwd=proj)
     assert r.code == 2
     assert "components.greet.source" in r.err and "network" in r.err and "Traceback" not in r.err
@@ -213,12 +223,36 @@ def test_full_commit_ref_and_annotated_tag_peeled(stack):
     "text,needle,line",
     [
         ('[components.a]\nsource = { path = "." \nbuild = ["x"]\n', "invalid TOML", ":3"),
-        ('[components.a]\nsource = { path = ".", reff = "x" }\nbuild = ["x"]\n', "components.a.source: unknown key 'reff' (expected one of: git, ref, path, url, hash, debian, version)", ":2"),
-        ('[components.a]\nsource = { path = "." }\nbuild = "make"\n', "components.a.build: expected an array", ":3"),
-        ('[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["nope"]\n', "components.a.deps: unknown dependency 'nope'", ":4"),
-        ('[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["b"]\n[components.b]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["a"]\n', "dependency cycle: a -> b -> a", ""),
-        ('[components.a]\nsource = { path = "." }\n', "expected 'build' (shell steps) or 'recipe'", ""),
-        ('[components.a]\nsource = { path = "." }\nrecipe = "nosuch"\n', "unknown recipe 'nosuch'", ""),
+        (
+            '[components.a]\nsource = { path = ".", reff = "x" }\nbuild = ["x"]\n',
+            "components.a.source: unknown key 'reff' (expected one of: git, ref, path, url, hash, debian, version)",
+            ":2",
+        ),
+        (
+            '[components.a]\nsource = { path = "." }\nbuild = "make"\n',
+            "components.a.build: expected an array",
+            ":3",
+        ),
+        (
+            '[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["nope"]\n',
+            "components.a.deps: unknown dependency 'nope'",
+            ":4",
+        ),
+        (
+            '[components.a]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["b"]\n[components.b]\nsource = { path = "." }\nbuild = ["x"]\ndeps = ["a"]\n',
+            "dependency cycle: a -> b -> a",
+            "",
+        ),
+        (
+            '[components.a]\nsource = { path = "." }\n',
+            "expected 'build' (shell steps) or 'recipe'",
+            "",
+        ),
+        (
+            '[components.a]\nsource = { path = "." }\nrecipe = "nosuch"\n',
+            "unknown recipe 'nosuch'",
+            "",
+        ),
     ],
 )
 def test_bad_manifest_exit_2_with_key_path(tmp_path, text, needle, line):
@@ -234,10 +268,16 @@ def test_bad_manifest_exit_2_with_key_path(tmp_path, text, needle, line):
 
 def test_ref_not_found_and_unreachable_remote(stack, tmp_path):
     proj, repos = stack["proj"], stack["repos"]
-    (proj / "raisin.toml").write_text((proj / "raisin.toml").read_text().replace('"v1.0"', '"v9.9"'))
+    (proj / "raisin.toml").write_text(
+        (proj / "raisin.toml").read_text().replace('"v1.0"', '"v9.9"')
+    )
     r = raisin("lock", cwd=proj)
     assert r.code == 2, r
-    assert "'v9.9'" in r.err and f"file://{repos}/greet" in r.err and "components.greet.source" in r.err
+    assert (
+        "'v9.9'" in r.err
+        and f"file://{repos}/greet" in r.err
+        and "components.greet.source" in r.err
+    )
     assert "Traceback" not in r.err
     (proj / "raisin.toml").write_text(
         '[components.x]\nsource = { git = "http://127.0.0.1:9/none.git", ref = "v1" }\nbuild = ["true"]\n'
@@ -288,7 +328,10 @@ def test_show_graph_diff(stack, tmp_path):
     assert r.code == 0 and '"hello" -> "greet"' in r.out
     r = raisin("graph", "--format", "json", cwd=proj)
     g = json.loads(r.out)
-    assert {(e["source"], e["target"]) for e in g["edges"]} == {("hello", "greet"), ("hello", "data")}
+    assert {(e["source"], e["target"]) for e in g["edges"]} == {
+        ("hello", "greet"),
+        ("hello", "data"),
+    }
     shutil.copy(proj / "raisin.lock", tmp_path / "old.lock")
     old_rev = stack["revs"]["data"]
     new_rev = make_repo(repos / "data", {"motd.txt": "new\n"}, date=1700000600)
@@ -308,7 +351,9 @@ def test_path_source_leaves_out_dot_git_and_tracks_edits(tmp_path):
     (src / ".git").mkdir()
     (src / ".git" / "HEAD").write_text("junk\n")
     proj = tmp_path / "proj"
-    (proj / "raisin.toml").write_text('[components.a]\nsource = { path = "src" }\nbuild = ["true"]\n')
+    (proj / "raisin.toml").write_text(
+        '[components.a]\nsource = { path = "src" }\nbuild = ["true"]\n'
+    )
     assert raisin("lock", cwd=proj).code == 0
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -355,7 +400,9 @@ def test_url_source_hash_checked_and_unpacked_safely(http_dir, tmp_path):
     _tarball(www / "pkg-1.4.tar.gz", {"a.txt": b"a\n", "sub/b.txt": b"b\n"})
     proj = tmp_path / "p"
     proj.mkdir()
-    (proj / "raisin.toml").write_text(f'[components.pkg]\nsource = {{ url = "{base}/pkg-1.4.tar.gz" }}\nbuild = ["true"]\n')
+    (proj / "raisin.toml").write_text(
+        f'[components.pkg]\nsource = {{ url = "{base}/pkg-1.4.tar.gz" }}\nbuild = ["true"]\n'
+    )
     r = raisin("lock", cwd=proj)
     assert r.code == 0, r
     src = _lock(proj)["components"]["pkg"]
@@ -382,7 +429,9 @@ def test_url_source_hash_checked_and_unpacked_safely(http_dir, tmp_path):
         tar.addfile(info, io.BytesIO(b""))
 
     _tarball(www / "evil-1.0.tar.gz", {"ok": b"x"}, extra=evil)
-    (proj / "raisin.toml").write_text(f'[components.e]\nsource = {{ url = "{base}/evil-1.0.tar.gz" }}\nbuild = ["true"]\n')
+    (proj / "raisin.toml").write_text(
+        f'[components.e]\nsource = {{ url = "{base}/evil-1.0.tar.gz" }}\nbuild = ["true"]\n'
+    )
     r = raisin("lock", cwd=proj)
     assert r.code == 2 and "escape" in r.err, r
     assert not (tmp_path / "escape.txt").exists()
@@ -394,7 +443,9 @@ def test_url_source_hash_checked_and_unpacked_safely(http_dir, tmp_path):
         tar.addfile(info)
 
     _tarball(www / "link-1.0.tar.gz", {"ok": b"x"}, extra=link_out)
-    (proj / "raisin.toml").write_text(f'[components.e]\nsource = {{ url = "{base}/link-1.0.tar.gz" }}\nbuild = ["true"]\n')
+    (proj / "raisin.toml").write_text(
+        f'[components.e]\nsource = {{ url = "{base}/link-1.0.tar.gz" }}\nbuild = ["true"]\n'
+    )
     r = raisin("lock", cwd=proj)
     assert r.code == 2, r
 

@@ -634,9 +634,12 @@ def test_real_debian_source_package_matches_nix(tmp_path: Path) -> None:
     (src,) = [p for p in (proj / "store").iterdir() if p.name.endswith("-seabios-debian-source")]
     assert sum(len(f) for _, _, f in os.walk(src)) > 200  # a real tree (SeaBIOS 1.16.2: ~300 files)
     nix = subprocess.run(["nix-store", "--dump", str(src)], capture_output=True, check=True).stdout
-    ours = subprocess.run([RAISIN, "store", "dump", str(src)], capture_output=True, check=True).stdout
+    ours = subprocess.run(
+        [RAISIN, "store", "dump", str(src)], capture_output=True, check=True
+    ).stdout
     assert ours == nix
-    hexd = subprocess.run(["nix-hash", "--type", "sha256", str(src)], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    hexd = subprocess.run(
+        ["nix-hash", "--type", "sha256", str(src)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert locked == "sha256-" + base64.b64encode(bytes.fromhex(hexd)).decode()
     assert hash_path(src)[0].hex == hexd

@@ -88,7 +88,13 @@ def snapshot(*tops: Path) -> dict[str, tuple]:
             for name in [".", *dirs, *files]:
                 p = Path(dirpath) / name
                 st = p.lstat()
-                data = p.read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(p) if stat.S_ISLNK(st.st_mode) else ""
+                data = (
+                    p.read_bytes()
+                    if stat.S_ISREG(st.st_mode)
+                    else os.readlink(p)
+                    if stat.S_ISLNK(st.st_mode)
+                    else ""
+                )
                 out[str(p)] = (st.st_mode, st.st_mtime_ns, st.st_size, data)
     return out
 
@@ -127,7 +133,9 @@ def _journal(proj: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.skipif(not HAS_SYSTEMCTL, reason="systemctl is not installed: unit enabling cannot be checked")
+@pytest.mark.skipif(
+    not HAS_SYSTEMCTL, reason="systemctl is not installed: unit enabling cannot be checked"
+)
 def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
@@ -139,9 +147,13 @@ def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> No
     _switch(proj, root)
     gen1 = expected_from_generation(proj, 1)
     assert walk(root) == {**before_all, **gen1}
-    out = subprocess.run([str(root / "usr/bin/hello"), "raisin"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(root / "usr/bin/hello"), "raisin"], capture_output=True, text=True, check=True
+    ).stdout
     assert out == "Hello, raisin!\nBuilt by raisin from pinned sources.\n"
-    assert (root / "etc/hello.conf").read_text() == "greeting = v1\n" and not (root / "etc/hello.conf").is_symlink()
+    assert (root / "etc/hello.conf").read_text() == "greeting = v1\n" and not (
+        root / "etc/hello.conf"
+    ).is_symlink()
     assert (root / "boot/xen-test.gz").is_file() and not (root / "boot/xen-test.gz").is_symlink()
 
     # the admin edits a configuration file raisin wrote
@@ -153,7 +165,9 @@ def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> No
     _manifest(proj, activate=GEN2_ACTIVATE)
     r = _switch(proj, root)
     assert "hello.conf was changed since raisin wrote it" in r.err
-    out = subprocess.run([str(root / "usr/bin/hello")], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(root / "usr/bin/hello")], capture_output=True, text=True, check=True
+    ).stdout
     assert out == "Hello, Xen!\nSecond release.\n"
     gen2 = expected_from_generation(proj, 2)
     got = walk(root)
@@ -163,13 +177,27 @@ def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> No
     assert got[wants] == ("link", "/usr/lib/systemd/system/raisin-test.service")
     assert got["etc/ld.so.conf.d/raisin-default.conf"][1].endswith(b"/usr/lib\n")
     snippet = got["etc/grub.d/21_raisin-default-conf"]
-    assert snippet[0] == "file" and snippet[2] and b"multiboot2" in snippet[1] and b"dom0_mem=1024M" in snippet[1]
+    assert (
+        snippet[0] == "file"
+        and snippet[2]
+        and b"multiboot2" in snippet[1]
+        and b"dom0_mem=1024M" in snippet[1]
+    )
     assert got["etc/ld.so.cache"][0] == "file"
     generated = {
-        "etc/hello.conf.raisin-new", "etc/ld.so.conf.d", "etc/ld.so.conf.d/raisin-default.conf", "etc/grub.d",
-        "etc/grub.d/21_raisin-default-conf", "etc/ld.so.cache", "etc/systemd", "etc/systemd/system",
-        "etc/systemd/system/multi-user.target.wants", wants,
-        "etc/network", "etc/network/interfaces.d", "etc/network/interfaces.d/raisin-xenbr0",
+        "etc/hello.conf.raisin-new",
+        "etc/ld.so.conf.d",
+        "etc/ld.so.conf.d/raisin-default.conf",
+        "etc/grub.d",
+        "etc/grub.d/21_raisin-default-conf",
+        "etc/ld.so.cache",
+        "etc/systemd",
+        "etc/systemd/system",
+        "etc/systemd/system/multi-user.target.wants",
+        wants,
+        "etc/network",
+        "etc/network/interfaces.d",
+        "etc/network/interfaces.d/raisin-xenbr0",
     }
     assert b"bridge_ports eth0" in got["etc/network/interfaces.d/raisin-xenbr0"][1]
     assert set(got) == set(before_all) | set(gen2) | generated
@@ -181,7 +209,9 @@ def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> No
     j = _journal(proj)
     assert j[0]["journal"] == 1 and j[0]["generation"] == 2 and j[-1] == {"op": "complete"}
     ops = [e["op"] for e in j[1:-1]]
-    assert ops.count("keep") >= 1 and "systemd" in ops and "systemd-result" in ops and "refresh" in ops
+    assert (
+        ops.count("keep") >= 1 and "systemd" in ops and "systemd-result" in ops and "refresh" in ops
+    )
 
     # roll back: exactly generation 1 again (the admin's file stays; raisin's v1 beside it)
     r = raisin("profile", "rollback", "default", "-y", cwd=proj)
@@ -193,11 +223,15 @@ def test_switch_change_pin_rollback_deactivate(proj: Path, tmp_path: Path) -> No
     exp = {**before_all, **gen1}
     exp["etc/hello.conf"] = ("file", b"greeting = mine\n", False)
     assert got == exp
-    out = subprocess.run([str(root / "usr/bin/hello")], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(root / "usr/bin/hello")], capture_output=True, text=True, check=True
+    ).stdout
     assert out == "Hello, Xen!\nBuilt by raisin from pinned sources.\n"
 
     r = raisin("profile", "generations", "default", cwd=proj)
-    assert r.code == 0 and "*    1" in r.out and f"active in {root}" in r.out and "hello 1.2" in r.out, r
+    assert (
+        r.code == 0 and "*    1" in r.out and f"active in {root}" in r.out and "hello 1.2" in r.out
+    ), r
     r = raisin("profile", "diff", "default", "1", "2", cwd=proj)
     assert r.code == 0 and "~ hello 1.2" in r.out and "rebuilt" in r.out, r
 
@@ -240,11 +274,16 @@ def test_dry_run_writes_nothing_anywhere(proj: Path, tmp_path: Path) -> None:
     assert "raisin-test.service" in r.out and "ldconfig -X -r" in r.out, r
 
 
-@pytest.mark.skipif(not HAS_SYSTEMCTL, reason="systemctl is not installed: the injected failure is a unit that does not exist")
+@pytest.mark.skipif(
+    not HAS_SYSTEMCTL,
+    reason="systemctl is not installed: the injected failure is a unit that does not exist",
+)
 def test_failure_mid_activation_restores_previous_generation(proj: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    _manifest(proj, activate='\n[components.conf.activate]\nldconfig = true\nld-paths = ["usr/lib"]\n')
+    _manifest(
+        proj, activate='\n[components.conf.activate]\nldconfig = true\nld-paths = ["usr/lib"]\n'
+    )
     (root / "etc").mkdir()
     _switch(proj, root)
     (root / "etc/hello.conf").write_text("admin\n")
@@ -255,7 +294,9 @@ def test_failure_mid_activation_restores_previous_generation(proj: Path, tmp_pat
     # generation 2 links and copies its files, then systemctl fails on a unit nobody provides
     (proj / "src/motd/motd.txt").write_text("Broken release.\n")
     (proj / "src/conf/hello.conf").write_text("greeting = v3\n")
-    _manifest(proj, activate='\n[components.conf.activate]\nunits = ["raisin-no-such-unit.service"]\n')
+    _manifest(
+        proj, activate='\n[components.conf.activate]\nunits = ["raisin-no-such-unit.service"]\n'
+    )
     r = raisin("profile", "switch", "default", "--root", str(root), "-y", cwd=proj)
     assert r.code == 1, r
     assert "back at generation 1" in r.err and "raisin-no-such-unit.service" in r.err, r
@@ -265,6 +306,7 @@ def test_failure_mid_activation_restores_previous_generation(proj: Path, tmp_pat
     assert os.readlink(proj / "profiles/default") == "default-1-link"
     j = _journal(proj)
     assert j[0]["generation"] == 1 and j[-1] == {"op": "complete"}
+
     # the same changes as before, except that the admin's etc/hello.conf is now kept, not owned
     def others(entries: list[dict]) -> list[dict]:
         return [e for e in entries if e.get("path") != "etc/hello.conf"]
@@ -272,7 +314,9 @@ def test_failure_mid_activation_restores_previous_generation(proj: Path, tmp_pat
     assert others(j[1:]) == others(journal_before[1:])
     kept = [e for e in j[1:] if e.get("path") == "etc/hello.conf"]
     assert [e["op"] for e in kept] == ["keep"] and kept[0]["new"] is None
-    out = subprocess.run([str(root / "usr/bin/hello")], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(root / "usr/bin/hello")], capture_output=True, text=True, check=True
+    ).stdout
     assert "Built by raisin" in out
 
 
@@ -287,7 +331,7 @@ def test_conflicting_components_and_priority(proj: Path, tmp_path: Path) -> None
     r = raisin("profile", "switch", "default", "--root", str(root), "-y", cwd=proj)
     assert r.code == 2 and "dup and motd both provide usr/share/motd/motd.txt" in r.err, r
     assert not root.exists() and not (proj / "profiles/default").exists()
-    text += '\n[components.dup.activate]\npriority = 1\n'
+    text += "\n[components.dup.activate]\npriority = 1\n"
     (proj / "raisin.toml").write_text(text + '\n[profiles.default]\ncomponents = ["motd", "dup"]\n')
     _switch(proj, root)
     assert (root / "usr/share/motd/motd.txt").read_text() == "other\n"
@@ -296,7 +340,11 @@ def test_conflicting_components_and_priority(proj: Path, tmp_path: Path) -> None
 def test_bad_activation_table_names_the_key(proj: Path) -> None:
     _manifest(proj, activate='\n[components.conf.activate]\nunits = ["not a unit"]\n')
     r = raisin("lock", cwd=proj)
-    assert r.code == 2 and "components.conf.activate.units" in r.err and "not a systemd unit name" in r.err, r
+    assert (
+        r.code == 2
+        and "components.conf.activate.units" in r.err
+        and "not a systemd unit name" in r.err
+    ), r
     _manifest(proj, activate='\n[components.conf.activate.boot]\nkernel = "boot/vmlinuz"\n')
     r = raisin("lock", cwd=proj)
     assert r.code == 2 and "components.conf.activate.boot.hypervisor" in r.err, r
@@ -313,15 +361,37 @@ def test_activation_is_carried_in_the_lock(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "raisin.lock", alone / "raisin.lock")
     shutil.copytree(proj / "src", alone / "src")
     root = tmp_path / "root"
-    r = raisin("profile", "switch", "default", "--lock", str(alone / "raisin.lock"), "--root", str(root),
-               "--dry-run", cwd=alone)
+    r = raisin(
+        "profile",
+        "switch",
+        "default",
+        "--lock",
+        str(alone / "raisin.lock"),
+        "--root",
+        str(root),
+        "--dry-run",
+        cwd=alone,
+    )
     assert r.code == 0, r
-    r = raisin("profile", "switch", "default", "--lock", str(alone / "raisin.lock"), "--root", str(root), "-y",
-               cwd=alone)
+    r = raisin(
+        "profile",
+        "switch",
+        "default",
+        "--lock",
+        str(alone / "raisin.lock"),
+        "--root",
+        str(root),
+        "-y",
+        cwd=alone,
+    )
     if HAS_SYSTEMCTL:
         assert r.code == 0, r
-        assert (root / "etc/systemd/system/multi-user.target.wants/raisin-test.service").is_symlink()
-        assert (root / "usr/bin/hello").is_symlink() and (root / "usr/share/motd/motd.txt").is_symlink()
+        assert (
+            root / "etc/systemd/system/multi-user.target.wants/raisin-test.service"
+        ).is_symlink()
+        assert (root / "usr/bin/hello").is_symlink() and (
+            root / "usr/share/motd/motd.txt"
+        ).is_symlink()
 
 
 def test_delete_generations_keeps_current(proj: Path, tmp_path: Path) -> None:
@@ -342,15 +412,21 @@ def test_delete_generations_keeps_current(proj: Path, tmp_path: Path) -> None:
 
 def test_recipe_actions_merge_with_the_components(proj: Path) -> None:
     text = (proj / "raisin.toml").read_text()
-    text += '\n[components.virt]\nsource = { path = "src/conf" }\nversion = "9.0"\nrecipe = "libvirt"\n'
+    text += (
+        '\n[components.virt]\nsource = { path = "src/conf" }\nversion = "9.0"\nrecipe = "libvirt"\n'
+    )
     (proj / "raisin.toml").write_text(text)
     assert raisin("lock", cwd=proj).code == 0
     lock = (proj / "raisin.lock").read_text()
     assert '[components.virt.activate]\nunits = ["libvirtd.service"]\n' in lock
-    (proj / "raisin.toml").write_text(text + '\n[components.virt.activate]\nldconfig = true\nunits = []\n')
+    (proj / "raisin.toml").write_text(
+        text + "\n[components.virt.activate]\nldconfig = true\nunits = []\n"
+    )
     assert raisin("lock", cwd=proj).code == 0
     lock = (proj / "raisin.lock").read_text()
-    assert "[components.virt.activate]\nldconfig = true\n\n" in lock or lock.endswith("[components.virt.activate]\nldconfig = true\n")
+    assert "[components.virt.activate]\nldconfig = true\n\n" in lock or lock.endswith(
+        "[components.virt.activate]\nldconfig = true\n"
+    )
 
 
 def test_interrupted_activation_is_undone_and_redone(proj: Path, tmp_path: Path) -> None:

@@ -102,7 +102,10 @@ timeout = 30
     rows = _rows(r.out)
     assert rows["boots"][1] == "pass" and rows["wrong-version"][1] == "FAIL", r.out
     assert "1 passed, 1 failed" in r.out
-    assert "error: wrong-version: the steps ended before 'FakeVM version 9.9.9' appeared (0/1 expected patterns seen)" in r.err
+    assert (
+        "error: wrong-version: the steps ended before 'FakeVM version 9.9.9' appeared (0/1 expected patterns seen)"
+        in r.err
+    )
     tail = r.err.split("console lines of wrong-version ---", 1)[1]
     assert "  FakeVM version 3.2.1 booting" in tail and "  bye" in tail
     log = proj / "store/.raisin/test-logs/wrong-version.log"
@@ -188,10 +191,19 @@ run = ["echo about to fail", "exit 3"]
     r = raisin("test", cwd=proj)
     assert r.code == 1, r
     rows = _rows(r.out)
-    assert [rows[n][1] for n in ("step-fails", "header-only", "status-ok", "unterminated", "status-bad")] == [
-        "FAIL", "FAIL", "pass", "pass", "FAIL",
+    assert [
+        rows[n][1] for n in ("step-fails", "header-only", "status-ok", "unterminated", "status-bad")
+    ] == [
+        "FAIL",
+        "FAIL",
+        "pass",
+        "pass",
+        "FAIL",
     ]
-    assert "error: step-fails: step 2/3 failed with exit status 1: false before 'never' appeared" in r.err
+    assert (
+        "error: step-fails: step 2/3 failed with exit status 1: false before 'never' appeared"
+        in r.err
+    )
     assert "error: header-only: the steps ended before 'READY' appeared" in r.err
     assert "error: status-bad: step 2/2 failed with exit status 3: exit 3" in r.err
 
@@ -211,7 +223,9 @@ timeout = 30
     assert r.code == 0, r
     log = (proj / "store/.raisin/test-logs/prompt.log").read_text().splitlines()
     assert "login: " in log, log
-    assert log.index("login: ") < next(i for i, ln in enumerate(log) if ln.startswith("raisin: stopped")), log
+    assert log.index("login: ") < next(
+        i for i, ln in enumerate(log) if ln.startswith("raisin: stopped")
+    ), log
 
 
 def test_files_placeholders_and_environment(tmp_path: Path) -> None:
@@ -278,7 +292,9 @@ run = ["true"]
     r = raisin("test", "--junit", str(tmp_path / "j.xml"), cwd=proj)
     assert r.code == 0, r
     rows = _rows(r.out)
-    assert {n: row[1] for n, row in rows.items()} == {n: "skip" for n in ("no-qemu", "no-linux", "told-to", "stacked")}
+    assert {n: row[1] for n, row in rows.items()} == {
+        n: "skip" for n in ("no-qemu", "no-linux", "told-to", "stacked")
+    }
     assert "qemu-system-raisin-nonexistent not installed" in r.out
     assert "needs component 'linux', which this stack does not have" in r.out
     assert "flaky on this runner" in r.out
@@ -314,7 +330,11 @@ run = ["echo 'made by prep' > artifact"]
     assert r.code == 1, r
     assert _rows(r.out)["use"][1] == "skip" and "comes after prep, which did not pass" in r.out
     kept = re.search(r"test directory kept: (\S+)\)", r.err)
-    assert kept and Path(kept.group(1)).is_dir() and Path(kept.group(1)).is_relative_to(tmp_path / "tmp")
+    assert (
+        kept
+        and Path(kept.group(1)).is_dir()
+        and Path(kept.group(1)).is_relative_to(tmp_path / "tmp")
+    )
 
 
 def test_component_that_does_not_build_is_an_error(tmp_path: Path) -> None:
@@ -371,7 +391,13 @@ skip = "not today"
     suites = root.findall("testsuite")
     assert len(suites) == 1
     s = suites[0]
-    assert (s.get("name"), s.get("tests"), s.get("failures"), s.get("errors"), s.get("skipped")) == ("raisin", "3", "1", "0", "1")
+    assert (
+        s.get("name"),
+        s.get("tests"),
+        s.get("failures"),
+        s.get("errors"),
+        s.get("skipped"),
+    ) == ("raisin", "3", "1", "0", "1")
     float(s.get("time", "x"))
     cases = {c.get("name"): c for c in s.findall("testcase")}
     assert set(cases) == {"ok", "bad", "skipped"}
@@ -395,12 +421,27 @@ skip = "not today"
     [
         ('[tests.t]\nrun = ["true"]\ntimeot = 3\n', "raisin.toml:9: tests.t: unknown key 'timeot'"),
         ('[tests.t]\nrun = ["true"]\nafter = ["nope"]\n', "tests.t.after: unknown test 'nope'"),
-        ('[tests.a]\nrun = ["true"]\nafter = ["b"]\n[tests.b]\nrun = ["true"]\nafter = ["a"]\n', "cycle: a -> b -> a"),
-        ('[tests.t]\nneeds = ["vm"]\nrun = ["echo @vm.verison@"]\n', "tests.t.run.0: unknown placeholder @vm.verison@"),
+        (
+            '[tests.a]\nrun = ["true"]\nafter = ["b"]\n[tests.b]\nrun = ["true"]\nafter = ["a"]\n',
+            "cycle: a -> b -> a",
+        ),
+        (
+            '[tests.t]\nneeds = ["vm"]\nrun = ["echo @vm.verison@"]\n',
+            "tests.t.run.0: unknown placeholder @vm.verison@",
+        ),
         ('[tests.t]\ndoc = "no steps"\n', "tests.t: missing 'run'"),
-        ('[tests.t]\nrun = ["true"]\nexpect = [{ regex = "(" }]\n', "tests.t.expect.0.regex: invalid regular expression"),
-        ('[tests.t]\nrun = ["true"]\nfiles."../x" = ""\n', "must be a relative path inside the test directory"),
-        ('[tests.t]\nrun = ["true"]\ninputs.k = { debian-binary = "x", hash = "sha256-AAAA" }\n', "'hash' needs 'version' too"),
+        (
+            '[tests.t]\nrun = ["true"]\nexpect = [{ regex = "(" }]\n',
+            "tests.t.expect.0.regex: invalid regular expression",
+        ),
+        (
+            '[tests.t]\nrun = ["true"]\nfiles."../x" = ""\n',
+            "must be a relative path inside the test directory",
+        ),
+        (
+            '[tests.t]\nrun = ["true"]\ninputs.k = { debian-binary = "x", hash = "sha256-AAAA" }\n',
+            "'hash' needs 'version' too",
+        ),
     ],
 )
 def test_bad_declarations_exit_2(tmp_path: Path, tests: str, message: str) -> None:
@@ -425,7 +466,14 @@ def test_interrupt_kills_the_guest(tmp_path: Path) -> None:
     )
     assert raisin("realize", cwd=proj).code == 0
     env = {k: v for k, v in os.environ.items() if k != "RAISIN_STORE"}
-    p = subprocess.Popen([RAISIN, "test"], cwd=proj, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [RAISIN, "test"],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -451,7 +499,9 @@ def _host_seabios() -> tuple[str, str]:
     return m.group(1).decode(), (m.group(2) or b"").decode()
 
 
-NO_BUILDDEP_CHECK = {"RAISIN_SKIP_BUILDDEP_CHECK": "1"}  # the seabios recipe's build deps are not used here
+NO_BUILDDEP_CHECK = {
+    "RAISIN_SKIP_BUILDDEP_CHECK": "1"
+}  # the seabios recipe's build deps are not used here
 
 
 def _seabios_stack(tmp_path: Path, extraversion: str, tests: str = "") -> Path:
@@ -477,7 +527,9 @@ def test_recipe_test_boots_real_seabios_under_qemu(tmp_path: Path) -> None:
     _version, extra = _host_seabios()
     proj = _seabios_stack(tmp_path, extra)
     r = raisin("test", "--list", cwd=proj, env=NO_BUILDDEP_CHECK)
-    assert r.code == 0 and re.search(r"^seabios-boots\s+recipe seabios; needs seabios=firmware;", r.out, re.MULTILINE), r
+    assert r.code == 0 and re.search(
+        r"^seabios-boots\s+recipe seabios; needs seabios=firmware;", r.out, re.MULTILINE
+    ), r
     t0 = time.monotonic()
     r = raisin("test", "seabios-boots", cwd=proj, env=NO_BUILDDEP_CHECK)
     assert r.code == 0, r
@@ -487,13 +539,15 @@ def test_recipe_test_boots_real_seabios_under_qemu(tmp_path: Path) -> None:
 
 
 def test_recipe_test_catches_a_version_mismatch_and_stops_qemu(tmp_path: Path) -> None:
-    proj = _seabios_stack(tmp_path, "-raisin", '[tests.seabios-boots]\ntimeout = 3\n')
+    proj = _seabios_stack(tmp_path, "-raisin", "[tests.seabios-boots]\ntimeout = 3\n")
     r = raisin("test", cwd=proj, env=NO_BUILDDEP_CHECK)
     assert r.code == 1, r
     assert "-raisin)' (0/2 expected patterns seen)" in r.err and "timed out after 3s" in r.err
     assert "  No bootable device." in r.err  # the console tail
     log = (proj / "store/.raisin/test-logs/seabios-boots.log").read_text()
-    assert re.search(r"^SeaBIOS \(version \d+\.\d+\.\d+", log, re.MULTILINE), log[:2000]  # the banner it did print
+    assert re.search(r"^SeaBIOS \(version \d+\.\d+\.\d+", log, re.MULTILINE), log[
+        :2000
+    ]  # the banner it did print
     assert "recipe seabios + raisin.toml" in raisin("test", "--list", cwd=proj).out
     assert not _qemu_running(proj)
 
@@ -507,7 +561,10 @@ def test_manifest_can_skip_a_recipe_test(tmp_path: Path) -> None:
 def _qemu_running(proj: Path) -> bool:
     for stat in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if str(proj) in stat.read_bytes().decode(errors="replace") and b"qemu" in stat.read_bytes():
+            if (
+                str(proj) in stat.read_bytes().decode(errors="replace")
+                and b"qemu" in stat.read_bytes()
+            ):
                 return True
         except OSError:
             pass
@@ -517,7 +574,7 @@ def _qemu_running(proj: Path) -> bool:
 def test_readme_example_is_a_valid_test_table() -> None:
     import tomllib
 
-    from raisin_lock.manifest import TestSpec
+    from raisin_lock.manifest.model import TestSpec
 
     text = (ROOT / "README.md").read_text()
     block = text.split("### Writing a test", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
@@ -576,17 +633,27 @@ def test_real_stack_boots_under_qemu(tmp_path: Path) -> None:
     assert r.code == 0, r
     rows = _rows(r.out)
     assert {n: row[1] for n, row in rows.items()} == {
-        "seabios-boots": "pass", "xen-boots": "pass", "dom0-boots": "pass", "busybox-pv": "pass",
+        "seabios-boots": "pass",
+        "xen-boots": "pass",
+        "dom0-boots": "pass",
+        "busybox-pv": "pass",
     }, r.out
-    times = {c.get("name"): float(c.get("time", "0")) for c in ET.parse(junit).getroot().iter("testcase")}
+    times = {
+        c.get("name"): float(c.get("time", "0")) for c in ET.parse(junit).getroot().iter("testcase")
+    }
     print("per-test seconds:", times)
     assert sum(times.values()) < 300, times
     logs = proj / "store/.raisin/test-logs"
     assert "SeaBIOS (version 1.16.2-raisin)" in (logs / "seabios-boots.log").read_text()
     assert "Xen version 4.17.5 (" in (logs / "xen-boots.log").read_text()
     assert re.search(r"xen_version\s+: 4\.17\.5", (logs / "dom0-boots.log").read_text())
-    assert re.search(r"guest: RAISIN-GUEST-OK: \S+ on xen PV", (logs / "busybox-pv.log").read_text())
+    assert re.search(
+        r"guest: RAISIN-GUEST-OK: \S+ on xen PV", (logs / "busybox-pv.log").read_text()
+    )
     # the same tests catch a stack that is not what the lock says
-    (proj / "raisin.toml").write_text((proj / "raisin.toml").read_text() + '\n[tests.xen-boots]\nexpect = ["Xen version 4.99.0 ("]\ntimeout = 20\n')
+    (proj / "raisin.toml").write_text(
+        (proj / "raisin.toml").read_text()
+        + '\n[tests.xen-boots]\nexpect = ["Xen version 4.99.0 ("]\ntimeout = 20\n'
+    )
     r = raisin("test", "xen-boots", cwd=proj, timeout=600)
     assert r.code == 1 and "Xen version 4.17.5 (" in r.err, r

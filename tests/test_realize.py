@@ -18,8 +18,6 @@ from conftest import RAISIN, nix_hash, raisin
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
 
-
-
 def _show(proj: Path, *extra: str) -> dict:
     r = raisin(*extra, "show", "--json", cwd=proj)
     assert r.code == 0, r
@@ -186,7 +184,14 @@ def test_realize_from_a_lock_alone(demo, tmp_path):
     other = tmp_path / "bare"
     shutil.copytree(demo / "src", other / "src")
     shutil.copy(demo / "raisin.lock", other / "handed-over.lock")
-    r = raisin("--store", str(tmp_path / "st"), "realize", "--lock", str(other / "handed-over.lock"), cwd=other)
+    r = raisin(
+        "--store",
+        str(tmp_path / "st"),
+        "realize",
+        "--lock",
+        str(other / "handed-over.lock"),
+        cwd=other,
+    )
     assert r.code == 0, r
     hello = list((tmp_path / "st").glob("*-hello-1.2"))
     assert len(hello) == 1
@@ -224,7 +229,12 @@ def test_kill_9_at_random_moments_keeps_store_consistent(tmp_path):
     kills = 0
     for round_ in range(22):
         _chain_manifest(proj, round_)
-        p = subprocess.Popen([RAISIN, "-q", "realize", "-j", "2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [RAISIN, "-q", "realize", "-j", "2"],
+            cwd=proj,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.05, 1.2))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
@@ -244,7 +254,13 @@ def test_kill_9_at_random_moments_keeps_store_consistent(tmp_path):
 def test_two_processes_build_each_path_once(demo):
     assert raisin("lock", cwd=demo).code == 0
     procs = [
-        subprocess.Popen([RAISIN, "realize", "-j", "2"], cwd=demo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [RAISIN, "realize", "-j", "2"],
+            cwd=demo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

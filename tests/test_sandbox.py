@@ -354,7 +354,9 @@ def _max_concurrency(intervals: list[tuple[float, float]]) -> int:
 
 
 def _two_concurrent_make_builds(world: World, jobserver: Jobserver | None) -> list[str]:
-    specs = [world.spec(("mkdir $out", "cat > Makefile <<'EOF'\n" + MAKEFILE + "EOF", "make"), jobs=4)]
+    specs = [
+        world.spec(("mkdir $out", "cat > Makefile <<'EOF'\n" + MAKEFILE + "EOF", "make"), jobs=4)
+    ]
     specs.append(world.spec(specs[0].steps, jobs=4))
     results: list[BuildResult] = []
 

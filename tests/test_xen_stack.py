@@ -273,7 +273,18 @@ while [ $# -gt 0 ]; do
 done
 """
 
-LIBVIRT_DRIVERS = ["libxl", "libvirtd", "qemu", "lxc", "vbox", "esx", "vmware", "openvz", "ch", "bhyve"]
+LIBVIRT_DRIVERS = [
+    "libxl",
+    "libvirtd",
+    "qemu",
+    "lxc",
+    "vbox",
+    "esx",
+    "vmware",
+    "openvz",
+    "ch",
+    "bhyve",
+]
 LIBVIRT_OPTIONS = [f"driver_{d}" for d in LIBVIRT_DRIVERS] + ["docs", "tests"]
 LIBVIRT_MESON = """\
 project('libvirt', 'c', version: '11.9.0', meson_version: '>= 0.56.0')
@@ -287,7 +298,9 @@ configure_file(input: 'options.txt.in', output: 'options.txt', configuration: co
 executable('libvirtd', 'libvirtd.c', dependencies: xenlight,
            install: true, install_dir: get_option('sbindir'))
 """.format(json.dumps(LIBVIRT_OPTIONS).replace('"', "'"))
-LIBVIRT_MESON_OPTIONS = "".join(f"option('{o}', type: 'feature', value: 'auto')\n" for o in LIBVIRT_OPTIONS)
+LIBVIRT_MESON_OPTIONS = "".join(
+    f"option('{o}', type: 'feature', value: 'auto')\n" for o in LIBVIRT_OPTIONS
+)
 LIBVIRT_OPTIONS_IN = "".join(f"{o}=@{o}@\n" for o in LIBVIRT_OPTIONS)
 LIBVIRTD_C = """\
 #include <stdio.h>
@@ -298,7 +311,9 @@ int main(void) { puts("libvirtd (fake) with libxl " LIBXL_FAKE_VERSION); return 
 
 def config_mk(*, qemu: str, seabios: str, ovmf: str, minios: str, trad: str | None = None) -> str:
     """A Config.mk laid out like Xen's: the legacy-options block assigns first."""
-    legacy_trad = "ifneq (,$(QEMU_TAG))\nQEMU_TRADITIONAL_REVISION ?= $(QEMU_TAG)\nendif\n" if trad else ""
+    legacy_trad = (
+        "ifneq (,$(QEMU_TAG))\nQEMU_TRADITIONAL_REVISION ?= $(QEMU_TAG)\nendif\n" if trad else ""
+    )
     text = f"""\
 # Fake Xen Config.mk (the companion-revision part of the real one)
 XEN_EXTFILES_URL ?= https://xenbits.xen.org/xen-extfiles
@@ -361,7 +376,9 @@ class Mirrors:
     gitconfig: Path
     rev: dict[tuple[str, str], str] = field(default_factory=dict)  # (component, tag) -> commit
     date: dict[tuple[str, str], int] = field(default_factory=dict)
-    ovmf: dict[str, str] = field(default_factory=dict)  # xen release -> the ovmf commit its Config.mk names
+    ovmf: dict[str, str] = field(
+        default_factory=dict
+    )  # xen release -> the ovmf commit its Config.mk names
 
     @property
     def env(self) -> dict[str, str]:
@@ -400,9 +417,15 @@ def build_mirrors(base: Path) -> Mirrors:
         sb = {}
 
     # ovmf: pinned by commit id in Config.mk; a newer decoy tag on master
-    ov = {"BaseTools/Makefile": OVMF_BASETOOLS_MAKEFILE, "edksetup.sh": OVMF_EDKSETUP, "OvmfPkg/build.sh": OVMF_BUILD_SH}
+    ov = {
+        "BaseTools/Makefile": OVMF_BASETOOLS_MAKEFILE,
+        "edksetup.sh": OVMF_EDKSETUP,
+        "OvmfPkg/build.sh": OVMF_BUILD_SH,
+    }
     for i, rel in enumerate(["4.17", "4.20", "4.21"]):
-        m.ovmf[rel] = commit(m.repo("ovmf"), {**ov, "OvmfPkg/VERSION": f"for-xen-{rel}\n"}, date=T0 + i * DAY)
+        m.ovmf[rel] = commit(
+            m.repo("ovmf"), {**ov, "OvmfPkg/VERSION": f"for-xen-{rel}\n"}, date=T0 + i * DAY
+        )
         ov = {}
     m.add("ovmf", {"OvmfPkg/VERSION": "edk2-stable202511\n"}, T0 + 9 * DAY, "edk2-stable202511")
 
@@ -421,7 +444,7 @@ def build_mirrors(base: Path) -> Mirrors:
         "configure": XEN_CONFIGURE,
         "Makefile": XEN_MAKEFILE,
         "config.guess": "#!/bin/sh\necho x86_64-pc-linux-gnu\n",
-        "config.sub": "#!/bin/sh\necho \"$1\"\n",
+        "config.sub": '#!/bin/sh\necho "$1"\n',
     }
     releases = [
         ("4.17.0", {"qemu": "qemu-xen-4.17.0", "seabios": "rel-1.16.0", "trad": "xen-4.17.0"}),
@@ -431,20 +454,58 @@ def build_mirrors(base: Path) -> Mirrors:
     for i, (v, names) in enumerate(releases):
         rel = v.rsplit(".", 1)[0]
         cfg = config_mk(ovmf=m.ovmf[rel], minios=f"xen-RELEASE-{v}", **names)  # type: ignore[arg-type]
-        m.add("xen", {**xen, "VERSION": v + "\n", "Config.mk": cfg}, T0 + (10 + i) * DAY, f"RELEASE-{v}")
+        m.add(
+            "xen",
+            {**xen, "VERSION": v + "\n", "Config.mk": cfg},
+            T0 + (10 + i) * DAY,
+            f"RELEASE-{v}",
+        )
         xen = {}
-    m.add("xen", {"VERSION": "4.22-unstable\n", "Config.mk": config_mk(
-        qemu="master", seabios="rel-1.17.0", ovmf=m.rev[("ovmf", "edk2-stable202511")], minios="master")},
-        T0 + 20 * DAY)
+    m.add(
+        "xen",
+        {
+            "VERSION": "4.22-unstable\n",
+            "Config.mk": config_mk(
+                qemu="master",
+                seabios="rel-1.17.0",
+                ovmf=m.rev[("ovmf", "edk2-stable202511")],
+                minios="master",
+            ),
+        },
+        T0 + 20 * DAY,
+    )
 
     # grub, linux, libvirt: pinned by the manifest; a newer commit after each tag
-    m.add("grub", {"autogen.sh": GRUB_AUTOGEN, "configure.fake": GRUB_CONFIGURE, "Makefile.in": GRUB_MAKEFILE_IN,
-                   "grub-mkimage.in": GRUB_MKIMAGE}, T0 + 30 * DAY, "grub-2.12")
+    m.add(
+        "grub",
+        {
+            "autogen.sh": GRUB_AUTOGEN,
+            "configure.fake": GRUB_CONFIGURE,
+            "Makefile.in": GRUB_MAKEFILE_IN,
+            "grub-mkimage.in": GRUB_MKIMAGE,
+        },
+        T0 + 30 * DAY,
+        "grub-2.12",
+    )
     m.add("grub", {"NEWS": "2.14~rc1\n"}, T0 + 31 * DAY, "grub-2.14-rc1")
-    m.add("linux", {"Makefile": LINUX_MAKEFILE, "scripts/config": LINUX_SCRIPTS_CONFIG}, T0 + 32 * DAY, "v6.12.58")
+    m.add(
+        "linux",
+        {"Makefile": LINUX_MAKEFILE, "scripts/config": LINUX_SCRIPTS_CONFIG},
+        T0 + 32 * DAY,
+        "v6.12.58",
+    )
     m.add("linux", {"README": "next\n"}, T0 + 33 * DAY, "v6.12.59")
-    m.add("libvirt", {"meson.build": LIBVIRT_MESON, "meson_options.txt": LIBVIRT_MESON_OPTIONS,
-                      "options.txt.in": LIBVIRT_OPTIONS_IN, "libvirtd.c": LIBVIRTD_C}, T0 + 34 * DAY, "v11.9.0")
+    m.add(
+        "libvirt",
+        {
+            "meson.build": LIBVIRT_MESON,
+            "meson_options.txt": LIBVIRT_MESON_OPTIONS,
+            "options.txt.in": LIBVIRT_OPTIONS_IN,
+            "libvirtd.c": LIBVIRTD_C,
+        },
+        T0 + 34 * DAY,
+        "v11.9.0",
+    )
     m.add("libvirt", {"NEWS.rst": "v11.10.0\n"}, T0 + 35 * DAY, "v11.10.0")
     return m
 
@@ -475,7 +536,9 @@ def virtual(out: Path) -> str:
 
 def date_u(epoch: int, fmt: str | None = None) -> str:
     argv = ["date", "-u", "-d", f"@{epoch}"] + ([fmt] if fmt else [])
-    return subprocess.run(argv, capture_output=True, text=True, check=True, env={"LC_ALL": "C", "TZ": "UTC"}).stdout.strip()
+    return subprocess.run(
+        argv, capture_output=True, text=True, check=True, env={"LC_ALL": "C", "TZ": "UTC"}
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -514,7 +577,11 @@ def test_manifest_names_the_mirrored_upstreams() -> None:
     assert {n: c["source"]["git"] for n, c in comps.items()} == {
         n: f"https://{UPSTREAM[n]}" for n in comps
     }
-    assert {n for n, c in comps.items() if c.get("follows") == "xen"} == {"seabios", "ovmf", "qemu-xen"}
+    assert {n for n, c in comps.items() if c.get("follows") == "xen"} == {
+        "seabios",
+        "ovmf",
+        "qemu-xen",
+    }
 
 
 def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> None:
@@ -522,7 +589,11 @@ def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> 
     # Any git or HTTP access would fail: unmirrored rewrite target, dead proxies.
     poison = tmp_path / "gitconfig"
     poison.write_text(f'[url "file://{tmp_path}/nowhere/"]\n\tinsteadOf = https://\n')
-    env = {"GIT_CONFIG_GLOBAL": str(poison), "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    env = {
+        "GIT_CONFIG_GLOBAL": str(poison),
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+    }
     names = {"xen", "seabios", "ovmf", "qemu-xen", "grub", "libvirt", "linux"}
 
     r = raisin("show", cwd=proj, env=env)
@@ -530,7 +601,9 @@ def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> 
     shown = set(re.findall(r"^(\S+) ", r.out, re.MULTILINE))
     assert shown == names, r.out
     for follower in ("seabios", "ovmf", "qemu-xen"):
-        assert re.search(rf"^{follower} .*\n  source   git https://\S+ follows xen$", r.out, re.MULTILINE), r.out
+        assert re.search(
+            rf"^{follower} .*\n  source   git https://\S+ follows xen$", r.out, re.MULTILINE
+        ), r.out
     assert "RELEASE-4.21.0" in r.out
 
     r = raisin("show", "--json", cwd=proj, env=env)
@@ -547,7 +620,13 @@ def test_repo_manifest_validates_and_shows_the_stack_offline(tmp_path: Path) -> 
     assert r.code == 0, r
     assert set(re.findall(r'^\s*"([^"]+)" \[label', r.out, re.MULTILINE)) == names
     edges = set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";', r.out, re.MULTILINE))
-    assert edges == {("xen", "seabios"), ("xen", "ovmf"), ("qemu-xen", "xen"), ("grub", "xen"), ("libvirt", "xen")}
+    assert edges == {
+        ("xen", "seabios"),
+        ("xen", "ovmf"),
+        ("qemu-xen", "xen"),
+        ("grub", "xen"),
+        ("libvirt", "xen"),
+    }
 
     r = raisin("graph", "--format", "json", cwd=proj, env=env)
     assert r.code == 0, r
@@ -575,18 +654,29 @@ def test_stack_locks_against_the_mirrors(stack: Path, mirrors: Mirrors) -> None:
     assert set(lock) == set(want) | {"ovmf"}
     for name, (ref, tag) in want.items():
         src = lock[name]["source"]
-        assert src["url"] == f"https://{UPSTREAM[name]}", name  # the manifest's URL, not the mirror's
+        assert src["url"] == f"https://{UPSTREAM[name]}", (
+            name
+        )  # the manifest's URL, not the mirror's
         assert src["ref"] == ref, name
         assert src["rev"] == git(mirrors.repo(name), "rev-parse", f"{tag}^{{commit}}"), name
         assert src["date"] == mirrors.date[(name, tag)], name
     # ovmf: Config.mk names a full commit id
     assert lock["ovmf"]["source"]["ref"] == lock["ovmf"]["source"]["rev"] == mirrors.ovmf["4.21"]
     # not the newer decoys on the companions' default branches
-    for name, decoy in (("seabios", "rel-1.17.0"), ("qemu-xen", "qemu-xen-4.22.0"), ("ovmf", "edk2-stable202511")):
+    for name, decoy in (
+        ("seabios", "rel-1.17.0"),
+        ("qemu-xen", "qemu-xen-4.22.0"),
+        ("ovmf", "edk2-stable202511"),
+    ):
         assert lock[name]["source"]["rev"] != mirrors.rev[(name, decoy)], name
     assert {n: lock[n]["version"] for n in lock} == {
-        "xen": "4.21.0", "seabios": "1.16.3", "qemu-xen": "4.21.0", "ovmf": mirrors.ovmf["4.21"][:7],
-        "grub": "2.12", "libvirt": "11.9.0", "linux": "6.12.58",
+        "xen": "4.21.0",
+        "seabios": "1.16.3",
+        "qemu-xen": "4.21.0",
+        "ovmf": mirrors.ovmf["4.21"][:7],
+        "grub": "2.12",
+        "libvirt": "11.9.0",
+        "linux": "6.12.58",
     }
     # the recipes expanded for these versions: no compat flags for qemu-xen 4.21 on Xen 4.21
     assert not any("XC_WANT_COMPAT" in s for s in lock["qemu-xen"]["build"])
@@ -605,11 +695,15 @@ def test_changing_xen_re_resolves_the_followers(mirrors: Mirrors, tmp_path: Path
     # --update re-reads Config.mk: the followers stay on its revisions, not on the newer decoys
     r = raisin("lock", "--update", cwd=proj, env=env)
     assert r.code == 0, r
-    assert {n: c["source"]["rev"] for n, c in read_lock(proj).items()} == {n: c["source"]["rev"] for n, c in before.items()}
+    assert {n: c["source"]["rev"] for n, c in read_lock(proj).items()} == {
+        n: c["source"]["rev"] for n, c in before.items()
+    }
 
     text = (proj / "raisin.toml").read_text()
     assert text.count('ref = "RELEASE-4.21.0"') == 1
-    (proj / "raisin.toml").write_text(text.replace('ref = "RELEASE-4.21.0"', 'ref = "RELEASE-4.20.0"'))
+    (proj / "raisin.toml").write_text(
+        text.replace('ref = "RELEASE-4.21.0"', 'ref = "RELEASE-4.20.0"')
+    )
     lock_bytes = (proj / "raisin.lock").read_bytes()
 
     r = raisin("lock", "--check", cwd=proj, env=env)
@@ -626,11 +720,24 @@ def test_changing_xen_re_resolves_the_followers(mirrors: Mirrors, tmp_path: Path
     assert r.code == 0, r
     after = read_lock(proj)
     refs = {n: after[n]["source"]["ref"] for n in ("xen", "seabios", "qemu-xen", "ovmf")}
-    assert refs == {"xen": "RELEASE-4.20.0", "seabios": "rel-1.16.2", "qemu-xen": "qemu-xen-4.20.0", "ovmf": mirrors.ovmf["4.20"]}
-    for name, tag in (("xen", "RELEASE-4.20.0"), ("seabios", "rel-1.16.2"), ("qemu-xen", "qemu-xen-4.20.0")):
+    assert refs == {
+        "xen": "RELEASE-4.20.0",
+        "seabios": "rel-1.16.2",
+        "qemu-xen": "qemu-xen-4.20.0",
+        "ovmf": mirrors.ovmf["4.20"],
+    }
+    for name, tag in (
+        ("xen", "RELEASE-4.20.0"),
+        ("seabios", "rel-1.16.2"),
+        ("qemu-xen", "qemu-xen-4.20.0"),
+    ):
         assert after[name]["source"]["rev"] == mirrors.rev[(name, tag)], name
     assert after["ovmf"]["source"]["rev"] == mirrors.ovmf["4.20"]
-    for name in ("grub", "linux", "libvirt"):  # untouched pins; grub and libvirt get a new xen input
+    for name in (
+        "grub",
+        "linux",
+        "libvirt",
+    ):  # untouched pins; grub and libvirt get a new xen input
         assert after[name]["source"] == before[name]["source"], name
     assert after["linux"]["out"] == before["linux"]["out"]
     assert after["grub"]["out"] != before["grub"]["out"]
@@ -640,14 +747,20 @@ def test_changing_xen_re_resolves_the_followers(mirrors: Mirrors, tmp_path: Path
 # ---------------------------------------------------------------- realize
 
 
-def test_realize_builds_xen_with_the_firmware_wired_in(built: dict[str, Path], mirrors: Mirrors) -> None:
+def test_realize_builds_xen_with_the_firmware_wired_in(
+    built: dict[str, Path], mirrors: Mirrors
+) -> None:
     xen = built["xen"]
     conf = args_of(xen / "usr/share/raisin-fake/configure.args")
     assert f"--with-system-seabios={virtual(built['seabios'])}/usr/share/seabios/bios.bin" in conf
     assert "--enable-ovmf" in conf
     assert f"--with-system-ovmf={virtual(built['ovmf'])}/usr/share/ovmf/OVMF.fd" in conf
-    for flag in ("--prefix=/usr", "--disable-stubdom", "--disable-qemu-traditional",
-                 "--with-system-qemu=/usr/lib/xen/bin/qemu-system-i386"):
+    for flag in (
+        "--prefix=/usr",
+        "--disable-stubdom",
+        "--disable-qemu-traditional",
+        "--with-system-qemu=/usr/lib/xen/bin/qemu-system-i386",
+    ):
         assert flag in conf, conf
     assert "--enable-qemu-traditional" not in conf
     epoch = mirrors.date[("xen", "RELEASE-4.21.0")]
@@ -678,11 +791,19 @@ def test_realize_builds_qemu_xen_against_xen(built: dict[str, Path]) -> None:
     conf = args_of(q / "usr/share/qemu-xen/configure.args")
     assert f"--extra-cflags=-I{x}/usr/include" in conf  # no compat flags: qemu-xen 4.21
     assert f"--extra-ldflags=-L{x}/usr/lib -Wl,-rpath-link={x}/usr/lib" in conf
-    for flag in ("--enable-xen", "--target-list=i386-softmmu", "--prefix=/usr", "--bindir=/usr/lib/xen/bin",
-                 "--datadir=/usr/share/qemu-xen", "--disable-kvm"):
+    for flag in (
+        "--enable-xen",
+        "--target-list=i386-softmmu",
+        "--prefix=/usr",
+        "--bindir=/usr/lib/xen/bin",
+        "--datadir=/usr/share/qemu-xen",
+        "--disable-kvm",
+    ):
         assert flag in conf, conf
     if HAVE_PKG_CONFIG:  # it found xen's .pc files through the sysroot
-        assert (q / "usr/share/qemu-xen/pkg-config.cflags").read_text().split() == [f"-I{x}/usr/include"]
+        assert (q / "usr/share/qemu-xen/pkg-config.cflags").read_text().split() == [
+            f"-I{x}/usr/include"
+        ]
     assert os.access(q / "usr/lib/xen/bin/qemu-system-i386", os.X_OK)
 
 
@@ -691,18 +812,38 @@ def test_realize_builds_pv_grub_images(built: dict[str, Path]) -> None:
     assert sorted(p.name for p in boot.iterdir()) == ["grub-i386-xen", "grub-x86_64-xen"]
     for fmt in ("i386-xen", "x86_64-xen"):
         image = (boot / f"grub-{fmt}").read_text()
-        assert image.startswith(f"format: {fmt}\nmodules: configfile memdisk normal search tar\n"), image
+        assert image.startswith(
+            f"format: {fmt}\nmodules: configfile memdisk normal search tar\n"
+        ), image
         assert "bootstrap: normal (memdisk)/grub.cfg\nmemdisk: grub.cfg\n" in image
-        assert "search -s -f /boot/grub/grub.cfg\n" in image and "configfile /grub/grub.cfg" in image
+        assert (
+            "search -s -f /boot/grub/grub.cfg\n" in image and "configfile /grub/grub.cfg" in image
+        )
 
 
-def test_realize_builds_a_kernel_without_a_timestamp_in_its_name(built: dict[str, Path], mirrors: Mirrors) -> None:
+def test_realize_builds_a_kernel_without_a_timestamp_in_its_name(
+    built: dict[str, Path], mirrors: Mirrors
+) -> None:
     linux = built["linux"]
-    assert sorted(p.name for p in (linux / "boot").iterdir()) == ["config-6.12.58", "vmlinuz-6.12.58"]
+    assert sorted(p.name for p in (linux / "boot").iterdir()) == [
+        "config-6.12.58",
+        "vmlinuz-6.12.58",
+    ]
     stamp = date_u(mirrors.date[("linux", "v6.12.58")])
-    assert (linux / "boot/vmlinuz-6.12.58").read_text() == f"Linux version 6.12.58 (raisin@raisin) #1 SMP {stamp}\n"
+    assert (
+        linux / "boot/vmlinuz-6.12.58"
+    ).read_text() == f"Linux version 6.12.58 (raisin@raisin) #1 SMP {stamp}\n"
     config = (linux / "boot/config-6.12.58").read_text().splitlines()
-    for opt in ("XEN", "XEN_DOM0", "XEN_PVH", "XEN_BLKDEV_BACKEND", "XEN_NETDEV_BACKEND", "HVC_XEN", "XEN_GNTDEV", "BRIDGE"):
+    for opt in (
+        "XEN",
+        "XEN_DOM0",
+        "XEN_PVH",
+        "XEN_BLKDEV_BACKEND",
+        "XEN_NETDEV_BACKEND",
+        "HVC_XEN",
+        "XEN_GNTDEV",
+        "BRIDGE",
+    ):
         assert f"CONFIG_{opt}=y" in config, opt
     assert "# CONFIG_XEN is not set" not in config
     assert (linux / "usr/lib/modules/6.12.58/kernel/drivers/xen/xen-blkback.ko").is_file()
@@ -711,8 +852,12 @@ def test_realize_builds_a_kernel_without_a_timestamp_in_its_name(built: dict[str
 @pytest.mark.skipif(not HAVE_MESON, reason=NO_MESON)
 def test_realize_builds_libvirt_with_libxl(built: dict[str, Path]) -> None:
     lv = built["libvirt"]
-    out = subprocess.run([str(lv / "usr/sbin/libvirtd")], capture_output=True, text=True, check=True).stdout
-    assert out == "libvirtd (fake) with libxl 4.21.0\n"  # compiled against xen's libxl.h via pkg-config
+    out = subprocess.run(
+        [str(lv / "usr/sbin/libvirtd")], capture_output=True, text=True, check=True
+    ).stdout
+    assert (
+        out == "libvirtd (fake) with libxl 4.21.0\n"
+    )  # compiled against xen's libxl.h via pkg-config
     opts = dict(line.split("=", 1) for line in args_of(lv / "usr/share/libvirt/options.txt"))
     assert opts["driver_libxl"] == opts["driver_libvirtd"] == "enabled"
     assert {opts[f"driver_{d}"] for d in LIBVIRT_DRIVERS[2:]} == {"disabled"}
@@ -726,7 +871,9 @@ def test_realize_again_is_a_no_op(stack: Path, built: dict[str, Path], mirrors: 
     assert "building" not in r.err, r
 
 
-def test_old_qemu_xen_on_new_xen_gets_the_compat_flags(stack: Path, built: dict[str, Path], mirrors: Mirrors, tmp_path: Path) -> None:
+def test_old_qemu_xen_on_new_xen_gets_the_compat_flags(
+    stack: Path, built: dict[str, Path], mirrors: Mirrors, tmp_path: Path
+) -> None:
     """A user pin wins over the Config.mk revision; qemu-xen < 4.7 on Xen >= 4.7 gets XC_WANT_COMPAT_*."""
     text = REPO_MANIFEST.read_text()
     src = 'source = { git = "https://xenbits.xen.org/git-http/qemu-xen.git" }'
@@ -745,44 +892,66 @@ def test_old_qemu_xen_on_new_xen_gets_the_compat_flags(stack: Path, built: dict[
     q = outs(proj, mirrors.env, *store)["qemu-xen"]
     x = virtual(built["xen"])
     conf = args_of(q / "usr/share/qemu-xen/configure.args")
-    assert (f"--extra-cflags=-I{x}/usr/include -DXC_WANT_COMPAT_EVTCHN_API=1 "
-            "-DXC_WANT_COMPAT_GNTTAB_API=1 -DXC_WANT_COMPAT_MAP_FOREIGN_API=1") in conf, conf
+    assert (
+        f"--extra-cflags=-I{x}/usr/include -DXC_WANT_COMPAT_EVTCHN_API=1 "
+        "-DXC_WANT_COMPAT_GNTTAB_API=1 -DXC_WANT_COMPAT_MAP_FOREIGN_API=1"
+    ) in conf, conf
 
 
 # ---------------------------------------------------------------- raisin init --template xen
 
 
-def test_template_for_an_old_xen_adds_qemu_traditional_and_locks(mirrors: Mirrors, tmp_path: Path) -> None:
+def test_template_for_an_old_xen_adds_qemu_traditional_and_locks(
+    mirrors: Mirrors, tmp_path: Path
+) -> None:
     proj = tmp_path / "old"
     proj.mkdir()
-    r = raisin("-C", str(proj), "init", "--template", "xen", "--xen", "RELEASE-4.17.0", env=mirrors.env)
+    r = raisin(
+        "-C", str(proj), "init", "--template", "xen", "--xen", "RELEASE-4.17.0", env=mirrors.env
+    )
     assert r.code == 0, r
     text = (proj / "raisin.toml").read_text()
     comps = tomllib.loads(text)["components"]
     assert comps["xen"]["source"]["ref"] == "RELEASE-4.17.0"
     assert comps["qemu-traditional"] == {
-        "source": {"git": f"https://{UPSTREAM['qemu-traditional']}"}, "follows": "xen", "recipe": "qemu-traditional",
+        "source": {"git": f"https://{UPSTREAM['qemu-traditional']}"},
+        "follows": "xen",
+        "recipe": "qemu-traditional",
     }
     r = raisin("lock", cwd=proj, env=mirrors.env)
     assert r.code == 0, r
     lock = read_lock(proj)
-    for name, tag in (("xen", "RELEASE-4.17.0"), ("seabios", "rel-1.16.0"), ("qemu-xen", "qemu-xen-4.17.0"),
-                      ("qemu-traditional", "xen-4.17.0")):
-        assert lock[name]["source"]["ref"] == tag, name  # past Config.mk's `$(QEMU_TAG)` legacy line
+    for name, tag in (
+        ("xen", "RELEASE-4.17.0"),
+        ("seabios", "rel-1.16.0"),
+        ("qemu-xen", "qemu-xen-4.17.0"),
+        ("qemu-traditional", "xen-4.17.0"),
+    ):
+        assert lock[name]["source"]["ref"] == tag, (
+            name
+        )  # past Config.mk's `$(QEMU_TAG)` legacy line
         assert lock[name]["source"]["rev"] == mirrors.rev[(name, tag)], name
     assert lock["ovmf"]["source"]["rev"] == mirrors.ovmf["4.17"]
 
     # Turn the legacy device model on, as the template's comment says, and build Xen with it.
     old = '[components.xen]\nsource = { git = "https://xenbits.xen.org/git-http/xen.git", ref = "RELEASE-4.17.0" }\nrecipe = "xen"\ndeps = ["seabios", "ovmf"]\n'
     assert text.count(old) == 1
-    (proj / "raisin.toml").write_text(text.replace(
-        old, old.replace('["seabios", "ovmf"]', '["seabios", "ovmf", "qemu-traditional"]') + "options = { qemu_traditional = true }\n"))
+    (proj / "raisin.toml").write_text(
+        text.replace(
+            old,
+            old.replace('["seabios", "ovmf"]', '["seabios", "ovmf", "qemu-traditional"]')
+            + "options = { qemu_traditional = true }\n",
+        )
+    )
     r = raisin("realize", "xen", cwd=proj, env=mirrors.env)
     assert r.code == 0, r
     xen = outs(proj, mirrors.env)["xen"]
     conf = args_of(xen / "usr/share/raisin-fake/configure.args")
     assert "--enable-qemu-traditional" in conf and "--disable-qemu-traditional" not in conf
-    assert (xen / "usr/share/raisin-fake/qemu-traditional.files").read_text().split() == ["VERSION", "xen-setup"]
+    assert (xen / "usr/share/raisin-fake/qemu-traditional.files").read_text().split() == [
+        "VERSION",
+        "xen-setup",
+    ]
     assert "QEMU_TRADITIONAL_LOC=" in (xen / "usr/share/raisin-fake/build.env").read_text()
 
 
@@ -795,7 +964,9 @@ def test_template_refuses_xen_older_than_4_5(tmp_path: Path) -> None:
     assert not (proj / "raisin.toml").exists()
 
 
-def test_template_for_the_current_xen_has_no_qemu_traditional(mirrors: Mirrors, tmp_path: Path) -> None:
+def test_template_for_the_current_xen_has_no_qemu_traditional(
+    mirrors: Mirrors, tmp_path: Path
+) -> None:
     proj = tmp_path / "new"
     proj.mkdir()
     r = raisin("-C", str(proj), "init", "--template", "xen", env=mirrors.env)

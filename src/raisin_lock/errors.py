@@ -10,16 +10,31 @@ so the message always says *where* and *what was expected*.
     ├── CheckFailed                  exit 1   --check found a difference / stale lock
     ├── DamageFound                  exit 1   store verify found damage
     ├── SandboxUnavailable           exit 1   bubblewrap missing or unusable
+    ├── MissingBuildDeps             exit 1   host packages a build needs are absent (app.builddeps)
+    ├── Cancelled                    exit 1   the user declined a profile switch (app.profiles)
+    ├── SubstituteFailed             exit 1   no cache could provide a path (cache.substitute)
+    ├── CacheError                   exit 1   a cache cannot be read or written (cache.transport)
+    │   └── CacheUnreachable                  the cache's host does not answer
     └── InputError                   exit 2   bad input
         ├── ManifestError                     raisin.toml invalid
         ├── LockError                         raisin.lock invalid or inconsistent
         ├── GraphError                        unknown dependency, cycle
         ├── SourceError                       ref not found, remote unreachable
         ├── HashMismatch                      content hash differs from the pin
-        └── UnsafeArchive                     an archive/NAR escapes its directory
+        ├── UnsafeArchive                     an archive/NAR escapes its directory
+        ├── Untrusted                         a narinfo signed by no trusted key (cache.substitute)
+        ├── BadNarInfo                        a .narinfo that does not parse (cache.narinfo)
+        ├── BadBundle                         an export file that is not one (cache.bundle)
+        └── BadKey                            a signing key not in Nix's NAME:BASE64 form (cache.keys)
+
+    Outside the tree, two ValueErrors that never reach the CLI: ``RecipeError``
+    and ``ActionError`` are raised by the recipe and action parsers and turned
+    into ``ManifestError``/``LockError`` with the key where they are called.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class RaisinError(Exception):
@@ -102,3 +117,14 @@ class HashMismatch(InputError):
 
 class UnsafeArchive(InputError):
     """An archive or NAR would write outside its own directory."""
+
+
+def unknown_component(
+    name: str, known: Iterable[str], *, file: str | None = None, key: str | None = None
+) -> InputError:
+    """The one wording of "no such component", naming the ones there are."""
+    return InputError(
+        f"unknown component {name!r} (known: {', '.join(sorted(known)) or 'none'})",
+        file=file,
+        key=key,
+    )

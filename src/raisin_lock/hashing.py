@@ -131,9 +131,3 @@ class Hash:
 
     def __str__(self) -> str:
         return self.sri
-
-
-def sha256_hex(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode()
-    return hashlib.sha256(data).hexdigest()

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .hashing import Hash, compress_hash, nix_base32_encode
+from raisin_lock.hashing import Hash, compress_hash, nix_base32_encode
 
 VIRTUAL_STORE = "/raisin/store"
 DIGEST_LEN = 32

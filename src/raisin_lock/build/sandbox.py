@@ -54,9 +54,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import BuildError, SandboxUnavailable
-from ..store_path import VIRTUAL_STORE
-from .jobserver import Jobserver
+from raisin_lock.build.jobserver import Jobserver
+from raisin_lock.errors import BuildError, SandboxUnavailable
+from raisin_lock.store_path import VIRTUAL_STORE
 
 SandboxMode = Literal["bwrap", "none"]
 

@@ -29,17 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..derivation import Derivation, dep_var
-from ..errors import BuildError, InputError, RaisinError
-from .events import Events
-from .result import Failure, RealizeResult
+from raisin_lock.build import sandbox
+from raisin_lock.build.events import Events
+from raisin_lock.build.jobserver import Jobserver
+from raisin_lock.build.result import Failure, RealizeResult
+from raisin_lock.build.sandbox import BuildSpec, check_sandbox
+from raisin_lock.cache.substitute import SubstituteFailed
+from raisin_lock.errors import BuildError, InputError, RaisinError
+from raisin_lock.lock.derivation import Derivation, dep_var
+from raisin_lock.nar import hash_path
+from raisin_lock.sources import materialize
+from raisin_lock.store.tree import normalise
 
 if TYPE_CHECKING:
-    from ..cache.substitute import Substituters
-    from ..lockfile import Lock
-    from ..sources import FetchContext
-    from ..store.local import Store
-    from ..store_path import StorePath
+    from raisin_lock.cache.substitute import Substituters
+    from raisin_lock.lock.lockfile import Lock
+    from raisin_lock.sources import FetchContext
+    from raisin_lock.store.local import Store
+    from raisin_lock.store_path import StorePath
 
 SandboxMode = Literal["bwrap", "none"]
 # Downloads are CPU-bound (hashing, decompressing, unpacking): one slot per
@@ -81,7 +88,9 @@ class Scheduler:
             offer, reasons = subs.query(self.drvs[name].out)
             return name, offer is not None, reasons
 
-        with ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="raisin-query") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(16, len(todo)), thread_name_prefix="raisin-query"
+        ) as pool:
             for name, ok, reasons in pool.map(ask, todo):
                 if ok:
                     self.offered.add(name)
@@ -90,7 +99,6 @@ class Scheduler:
         return set(self.offered)
 
     def _fetch_one(self, name: str) -> str:
-        from ..cache.substitute import SubstituteFailed
 
         assert self.substituters is not None
         drv = self.drvs[name]
@@ -110,7 +118,9 @@ class Scheduler:
                 raise _BuildFailed(f"substitution failed: {exc.message}", None) from None
             self.events.warn(f"{name}: substitution failed, building instead: {exc.message}")
             return self._build_one(name)
-        self.events.finished(name, True, time.monotonic() - t0, None, f"substituted, {_size(info.nar_size)}")
+        self.events.finished(
+            name, True, time.monotonic() - t0, None, f"substituted, {_size(info.nar_size)}"
+        )
         return "substituted"
 
     def _not_local(self, name: str) -> str:
@@ -133,8 +143,6 @@ class Scheduler:
             return
         with self._sandbox_lock:
             if self.sandbox_request is not None:
-                from .sandbox import check_sandbox
-
                 if self.sandbox_request != "none":
                     check_sandbox()
                     self.sandbox = "bwrap"
@@ -180,7 +188,9 @@ class Scheduler:
         if not result.ok:
             return result
         if self.sandbox != "bwrap":
-            raise InputError("--check needs the bubblewrap sandbox (it rebuilds at the same virtual path)")
+            raise InputError(
+                "--check needs the bubblewrap sandbox (it rebuilds at the same virtual path)"
+            )
         targets = [n for n in self.lock.closure(names) if n in set(names)]
         self.events.planned(targets, "check")
         self._run_graph(targets, result, self._check_one, independent=True)
@@ -193,7 +203,6 @@ class Scheduler:
         work: Callable[[str], str],
         independent: bool = False,
     ) -> None:
-        from .jobserver import Jobserver
 
         waiting = {n: {d for d in self.lock.components[n].deps if d in set(todo)} for n in todo}
         if independent:
@@ -220,7 +229,9 @@ class Scheduler:
             return len(running) - len(fetches) < slots
 
         try:
-            with ThreadPoolExecutor(max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build") as pool:
+            with ThreadPoolExecutor(
+                max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
+            ) as pool:
                 while ready or running:
                     i = 0
                     while i < len(ready) and not stopped:
@@ -281,7 +292,11 @@ class Scheduler:
             self._jobserver.close()
 
     def _skip_dependents(
-        self, name: str, dependents: dict[str, list[str]], waiting: dict[str, set[str]], result: RealizeResult
+        self,
+        name: str,
+        dependents: dict[str, list[str]],
+        waiting: dict[str, set[str]],
+        result: RealizeResult,
     ) -> None:
         stack = list(dependents[name])
         while stack:
@@ -292,7 +307,9 @@ class Scheduler:
 
     # ------------------------------------------------------------ one build
 
-    def _inputs(self, name: str, src: StorePath) -> tuple[dict[str, str], set[StorePath], dict[str, str]]:
+    def _inputs(
+        self, name: str, src: StorePath
+    ) -> tuple[dict[str, str], set[StorePath], dict[str, str]]:
         comp = self.lock.components[name]
         dep_outs = [self.drvs[d].out for d in comp.deps]
         closure = self.store.closure(dep_outs) if dep_outs else set()
@@ -301,7 +318,6 @@ class Scheduler:
         return inputs, closure | {src}, dep_vars
 
     def _spec(self, name: str, out_host: Path, bdir: Path, src: StorePath, log: Path):  # type: ignore[no-untyped-def]
-        from .sandbox import BuildSpec
 
         comp = self.lock.components[name]
         inputs, candidates, dep_vars = self._inputs(name, src)
@@ -326,14 +342,11 @@ class Scheduler:
     def _source(self, name: str) -> StorePath:
         from dataclasses import replace
 
-        from ..sources import materialize
-
         comp = self.lock.components[name]
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
         return materialize(comp.source, ctx)
 
     def _build_one(self, name: str) -> str:
-        from . import sandbox
 
         drv = self.drvs[name]
         out = drv.out
@@ -366,7 +379,10 @@ class Scheduler:
                     raise _BuildFailed("the build did not create $out", log)
                 try:
                     info = self.store.register(
-                        out, candidates=candidates, deriver=drv.hash().sri, sandboxed=self.sandbox == "bwrap"
+                        out,
+                        candidates=candidates,
+                        deriver=drv.hash().sri,
+                        sandboxed=self.sandbox == "bwrap",
                     )
                 except BuildError as exc:
                     self.store.prepare_build(out)
@@ -380,8 +396,6 @@ class Scheduler:
 
     def rebuild_in(self, name: str, scratch: Path) -> Path:
         """Build ``name`` again into ``scratch/out`` (mounted at its virtual path); normalised."""
-        from ..store.tree import normalise
-        from . import sandbox
 
         src = self._source(name)
         out_host = scratch / "out"
@@ -398,7 +412,6 @@ class Scheduler:
         return out_host
 
     def _check_one(self, name: str) -> str:
-        from ..nar import hash_path
 
         out = self.drvs[name].out
         info = self.store.query(out)
@@ -418,7 +431,9 @@ class Scheduler:
                     files = tree_differences(self.store.host_path(out), again_tree)
                     summary = _diffoscope(self.store.host_path(out), again_tree)
                     self._record_diff(name, files, summary)
-                    self.events.finished(name, False, time.monotonic() - t0, None, "not reproducible")
+                    self.events.finished(
+                        name, False, time.monotonic() - t0, None, "not reproducible"
+                    )
                     return "differs"
             self.events.finished(name, True, time.monotonic() - t0, None, "reproducible")
             return "checked"
@@ -427,7 +442,6 @@ class Scheduler:
 
     def repair(self, names: list[str]) -> list[str]:
         """Rebuild damaged valid outputs of ``names`` and swap the content back in."""
-        from .jobserver import Jobserver
 
         fixed = []
         self._jobserver = Jobserver(self.jobs)
@@ -453,7 +467,9 @@ class Scheduler:
         return getattr(self, "_diffs", {})
 
 
-def _priorities(todo: list[str], dependents: dict[str, list[str]]) -> dict[str, tuple[int, int, str]]:
+def _priorities(
+    todo: list[str], dependents: dict[str, list[str]]
+) -> dict[str, tuple[int, int, str]]:
     """Critical-path first: longest chain of dependents below a node, then how many there are.
 
     Build times are unknown before the first build, so chain length stands in
@@ -518,7 +534,13 @@ def _diffoscope(a: Path, b: Path) -> str | None:
     if not exe:
         return None
     try:
-        p = subprocess.run([exe, "--no-progress", "--text", "-", str(a), str(b)], check=False, capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [exe, "--no-progress", "--text", "-", str(a), str(b)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = p.stdout.splitlines()

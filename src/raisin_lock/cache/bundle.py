@@ -23,22 +23,22 @@ History: version 1 (this one).
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..errors import InputError
-from ..store_path import StorePath
-from . import narinfo as ni
-from .keys import SecretKey, TrustedKeys
-from .push import pack
-from .substitute import unpack_into, verify_narinfo
+from raisin_lock import atomic
+from raisin_lock.cache import narinfo as ni
+from raisin_lock.cache.keys import SecretKey, TrustedKeys
+from raisin_lock.cache.push import pack
+from raisin_lock.cache.substitute import unpack_into, verify_narinfo
+from raisin_lock.errors import InputError
+from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
-    from ..store.local import Store
+    from raisin_lock.store.local import Store
 
 MAGIC = b"raisin-export 1\n"
 FORMAT_VERSION = 1
@@ -94,9 +94,11 @@ def export(
     """Write the export file ``dest`` (via a temp file and rename)."""
     order = _topo(store, store.closure(roots))
     result = ExportResult()
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            atomic.writing(dest) as f,
+            tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             _add_bytes(tar, "raisin-export", MAGIC)
             _add_bytes(tar, "raisin.lock", lock_text)
             _add_bytes(tar, ni.CACHE_INFO, ni.render_cache_info().encode())
@@ -113,15 +115,8 @@ def export(
                 result.file_bytes += info.file_size or 0
                 if progress:
                     progress(sp, info.file_size or 0)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write: {exc.strerror}", file=str(dest)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return result
 
 
@@ -170,14 +165,18 @@ def import_(
                 assert stream is not None
                 if stage == 0:
                     if name != "raisin-export":
-                        raise BadBundle("not a raisin export file (no raisin-export marker first)", file=shown)
+                        raise BadBundle(
+                            "not a raisin export file (no raisin-export marker first)", file=shown
+                        )
                     marker = stream.read()
                     if not marker.startswith(b"raisin-export "):
                         raise BadBundle("not a raisin export file (bad marker)", file=shown)
                     if marker != MAGIC:
                         raise BadBundle(
                             f"export format {marker.decode(errors='replace').split()[-1]!r} is newer than "
-                            f"this raisin reads ({FORMAT_VERSION})", file=shown)
+                            f"this raisin reads ({FORMAT_VERSION})",
+                            file=shown,
+                        )
                     stage = 1
                 elif stage == 1:
                     if name != "raisin.lock":
@@ -189,7 +188,9 @@ def import_(
                 elif stage == 2:
                     if name != ni.CACHE_INFO:
                         raise BadBundle(f"expected {ni.CACHE_INFO}, found {name!r}", file=shown)
-                    ni.parse_cache_info(stream.read().decode(errors="replace"), source=f"{shown}: {name}")
+                    ni.parse_cache_info(
+                        stream.read().decode(errors="replace"), source=f"{shown}: {name}"
+                    )
                     stage = 3
                 elif pending is None:
                     if not name.endswith(".narinfo") or "/" in name:
@@ -204,17 +205,24 @@ def import_(
                 else:
                     info, pending = pending, None
                     if name != info.url:
-                        raise BadBundle(f"expected {info.url} after {info.path.digest}.narinfo, found {name!r}",
-                                        file=shown)
+                        raise BadBundle(
+                            f"expected {info.url} after {info.path.digest}.narinfo, found {name!r}",
+                            file=shown,
+                        )
                     if store.is_valid(info.path):
                         result.present.append(info.path)
                         if progress:
                             progress(info.path, "present")
                         continue
-                    missing = sorted(r.base for r in info.references - {info.path} if not store.is_valid(r))
+                    missing = sorted(
+                        r.base for r in info.references - {info.path} if not store.is_valid(r)
+                    )
                     if missing:
-                        raise BadBundle(f"{info.path.base} refers to {missing[0]}, which is neither in "
-                                        "the store nor earlier in the file", file=shown)
+                        raise BadBundle(
+                            f"{info.path.base} refers to {missing[0]}, which is neither in "
+                            "the store nor earlier in the file",
+                            file=shown,
+                        )
                     unpack_into(store, info, stream, where=f"{shown}: {name}")
                     result.added.append(info.path)
                     if progress:
@@ -226,5 +234,7 @@ def import_(
         if stage < 3:
             raise BadBundle("truncated export file (no cache info)", file=shown)
         if pending is not None:
-            raise BadBundle(f"truncated export file: the NAR of {pending.path.base} is missing", file=shown)
+            raise BadBundle(
+                f"truncated export file: the NAR of {pending.path.base} is missing", file=shown
+            )
     return result

@@ -10,7 +10,7 @@ import bz2
 import lzma
 from typing import IO, Any, BinaryIO
 
-from ..errors import InputError
+from raisin_lock.errors import InputError
 
 
 def compressor(kind: str, out: BinaryIO, *, level: int = 3) -> Any:
@@ -35,7 +35,9 @@ def decompressor(kind: str, raw: IO[bytes]) -> Any:
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, read_across_frames=True, closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(
+            raw, read_size=1 << 20, read_across_frames=True, closefd=False
+        )
     if kind == "xz":
         return lzma.LZMAFile(raw, "rb")
     if kind == "bzip2":

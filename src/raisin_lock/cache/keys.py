@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from raisin_lock import atomic
+from raisin_lock.errors import InputError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -91,7 +92,9 @@ class SecretKey:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise InputError(f"cannot read the secret key: {exc.strerror}", file=str(path)) from None
+            raise InputError(
+                f"cannot read the secret key: {exc.strerror}", file=str(path)
+            ) from None
         try:
             return cls.parse(text)
         except BadKey as exc:
@@ -129,17 +132,8 @@ def write_pair(sk: SecretKey, out_dir: Path) -> tuple[Path, Path]:
     for p in (secret, public):
         if p.exists():
             raise InputError("already exists; not overwriting a key", file=str(p))
-    tmp = out_dir / f".{sk.name}.secret.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, str(sk).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp_pub = out_dir / f".{sk.name}.public.tmp{os.getpid()}"
-    tmp_pub.write_text(str(sk.public()))
-    os.replace(tmp_pub, public)
-    os.replace(tmp, secret)
+    atomic.write_text(public, str(sk.public()))
+    atomic.write_text(secret, str(sk), mode=0o600)
     return secret, public
 
 
@@ -152,7 +146,9 @@ class TrustedKeys:
             self.by_name.setdefault(k.name, []).append(k)
 
     @classmethod
-    def parse(cls, texts: Iterable[str], *, key: str = "--trusted-key", file: str | None = None) -> TrustedKeys:
+    def parse(
+        cls, texts: Iterable[str], *, key: str = "--trusted-key", file: str | None = None
+    ) -> TrustedKeys:
         out = []
         for t in texts:
             try:

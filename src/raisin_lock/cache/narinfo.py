@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..errors import InputError
-from ..hashing import Hash
-from ..store_path import VIRTUAL_STORE, StorePath
+from raisin_lock.errors import InputError
+from raisin_lock.hashing import Hash
+from raisin_lock.store_path import VIRTUAL_STORE, StorePath
 
 MAX_NARINFO = 1 << 20  # bytes; a real one is a few hundred
 COMPRESSIONS = {"zstd": ".zst", "xz": ".xz", "bzip2": ".bz2", "none": ""}
@@ -89,7 +89,9 @@ class NarInfo:
         return "\n".join(lines) + "\n"
 
 
-def fingerprint(path: StorePath, nar_hash: Hash, nar_size: int, refs: frozenset[StorePath]) -> bytes:
+def fingerprint(
+    path: StorePath, nar_hash: Hash, nar_size: int, refs: frozenset[StorePath]
+) -> bytes:
     joined = ",".join(sorted(r.virtual for r in refs))
     return f"1;{path.virtual};sha256:{nar_hash.nix32};{nar_size};{joined}".encode()
 
@@ -125,8 +127,19 @@ def parse(text: str, *, source: str = "narinfo") -> NarInfo:
     fields: dict[str, str] = {}
     sigs: list[str] = []
     extra: list[tuple[str, str]] = []
-    known = {"StorePath", "URL", "Compression", "FileHash", "FileSize", "NarHash", "NarSize",
-             "References", "Deriver", "System", "CA"}
+    known = {
+        "StorePath",
+        "URL",
+        "Compression",
+        "FileHash",
+        "FileSize",
+        "NarHash",
+        "NarSize",
+        "References",
+        "Deriver",
+        "System",
+        "CA",
+    }
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -153,13 +166,19 @@ def parse(text: str, *, source: str = "narinfo") -> NarInfo:
         raise BadNarInfo(f"{source}: URL: {url[:80]!r} is not a file inside the cache")
     compression = fields.get("Compression") or "bzip2"
     if compression not in COMPRESSIONS:
-        raise BadNarInfo(f"{source}: Compression: unsupported {compression!r} (known: {', '.join(COMPRESSIONS)})")
-    refs = frozenset(_store_path(r, f"{source}: References") for r in fields.get("References", "").split())
+        raise BadNarInfo(
+            f"{source}: Compression: unsupported {compression!r} (known: {', '.join(COMPRESSIONS)})"
+        )
+    refs = frozenset(
+        _store_path(r, f"{source}: References") for r in fields.get("References", "").split()
+    )
     return NarInfo(
         path=path,
         url=url,
         compression=compression,
-        file_hash=_hash(fields["FileHash"], f"{source}: FileHash") if "FileHash" in fields else None,
+        file_hash=_hash(fields["FileHash"], f"{source}: FileHash")
+        if "FileHash" in fields
+        else None,
         file_size=_int(fields["FileSize"], f"{source}: FileSize") if "FileSize" in fields else None,
         nar_hash=_hash(fields["NarHash"], f"{source}: NarHash"),
         nar_size=_int(fields["NarSize"], f"{source}: NarSize"),

@@ -17,19 +17,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from .. import nar
-from ..errors import DamageFound, RaisinError
-from ..hashing import Hash
-from ..store_path import StorePath
-from . import narinfo as ni
-from .compression import compressor
-from .keys import SecretKey
-from .transport import Transport
+from raisin_lock import nar
+from raisin_lock.cache import narinfo as ni
+from raisin_lock.cache.compression import compressor
+from raisin_lock.cache.keys import SecretKey
+from raisin_lock.cache.transport import Transport
+from raisin_lock.errors import DamageFound, RaisinError
+from raisin_lock.hashing import Hash
+from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..store.local import Store
+    from raisin_lock.store.local import Store
 
 Progress = Callable[[StorePath, str, int, int], None]  # path, state, nar bytes, file bytes
 
@@ -74,8 +74,11 @@ def pack(store: Store, sp: StorePath, dest: Path, *, compression: str = "zstd") 
         try:
             nar_size = nar.dump(store.host_path(sp), write)
         except (OSError, ValueError) as exc:
-            raise DamageFound(f"cannot read {sp.base}: {exc}", file=str(store.root),
-                              hint="run `raisin store verify --repair`") from None
+            raise DamageFound(
+                f"cannot read {sp.base}: {exc}",
+                file=str(store.root),
+                hint="run `raisin store verify --repair`",
+            ) from None
         comp.close()
     got = Hash(nar_hash.digest())
     if got != info.nar_hash or nar_size != info.nar_size:

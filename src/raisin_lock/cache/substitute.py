@@ -28,17 +28,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import HashMismatch, InputError, RaisinError, UnsafeArchive
-from ..hashing import Hash
-from ..store_path import StorePath
-from . import narinfo as ni
-from .compression import decompressor
-from .keys import TrustedKeys
-from .transport import CacheError, CacheUnreachable, Transport, open_cache
+from raisin_lock.cache import narinfo as ni
+from raisin_lock.cache.compression import decompressor
+from raisin_lock.cache.keys import TrustedKeys
+from raisin_lock.cache.transport import CacheError, CacheUnreachable, Transport, open_cache
+from raisin_lock.errors import HashMismatch, InputError, RaisinError, UnsafeArchive
+from raisin_lock.hashing import Hash
+from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
-    from ..store.local import Store
-    from ..store.path_info import PathInfo
+    from raisin_lock.store.local import Store
+    from raisin_lock.store.path_info import PathInfo
 
 
 class SubstituteFailed(RaisinError):
@@ -79,10 +79,14 @@ class _Counter:
         except RaisinError:
             raise
         except Exception as exc:  # noqa: BLE001 - httpx timeouts and resets, OSError: not the data's fault
-            raise CacheUnreachable(f"{self.where}: download failed: {type(exc).__name__}: {exc}") from None
+            raise CacheUnreachable(
+                f"{self.where}: download failed: {type(exc).__name__}: {exc}"
+            ) from None
         self.size += len(data)
         if self.size > self.limit:
-            raise UnsafeArchive(f"download larger than the {self.limit} bytes the narinfo announced")
+            raise UnsafeArchive(
+                f"download larger than the {self.limit} bytes the narinfo announced"
+            )
         self.hash.update(data)
         return data
 
@@ -169,7 +173,9 @@ class _Prefetch:
 
     def close(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=5)  # a thread still blocked in a read ends at its timeout; it writes nothing
+        self.thread.join(
+            timeout=5
+        )  # a thread still blocked in a read ends at its timeout; it writes nothing
 
 
 def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where: str) -> str:
@@ -180,10 +186,16 @@ def verify_narinfo(info: ni.NarInfo, sp: StorePath, trusted: TrustedKeys, where:
         raise Untrusted(f"{where}: not signed")
     name = trusted.check(info.fingerprint(), info.sigs)
     if name is None:
-        signers = ", ".join(sorted({s.partition(':')[0] for s in info.sigs}))
+        signers = ", ".join(sorted({s.partition(":")[0] for s in info.sigs}))
         trust = ", ".join(trusted.names()) or "none"
-        raise Untrusted(f"{where}: no valid signature by a trusted key (signed by {signers}; trusted: {trust})")
-    if info.ca and info.ca.startswith("fixed:r:sha256:") and StorePath.make("source", info.nar_hash, sp.name) != sp:
+        raise Untrusted(
+            f"{where}: no valid signature by a trusted key (signed by {signers}; trusted: {trust})"
+        )
+    if (
+        info.ca
+        and info.ca.startswith("fixed:r:sha256:")
+        and StorePath.make("source", info.nar_hash, sp.name) != sp
+    ):
         raise ni.BadNarInfo(f"{where}: content address does not match the path name")
     return name
 
@@ -207,12 +219,18 @@ def unpack_into(
             raise UnsafeArchive(f"{where}: data after the end of the NAR")
         pipe.thread.join()
         if pipe.nar_bytes != info.nar_size:
-            raise HashMismatch(f"{where}: NarSize {info.nar_size} but the NAR has {pipe.nar_bytes} bytes")
+            raise HashMismatch(
+                f"{where}: NarSize {info.nar_size} but the NAR has {pipe.nar_bytes} bytes"
+            )
         if info.file_size is not None and counter.size != info.file_size:
-            raise HashMismatch(f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}")
+            raise HashMismatch(
+                f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}"
+            )
         got = Hash(counter.hash.digest())
         if info.file_hash is not None and got != info.file_hash:
-            raise HashMismatch(f"{where}: FileHash mismatch: expected {info.file_hash.sri}, got {got.sri}")
+            raise HashMismatch(
+                f"{where}: FileHash mismatch: expected {info.file_hash.sri}, got {got.sri}"
+            )
 
     ca = "source" if info.ca and info.ca.startswith("fixed:r:sha256:") else None
     try:
@@ -232,7 +250,9 @@ def unpack_into(
     except HashMismatch as exc:
         raise HashMismatch(f"{where}: {exc.message}") from None
     except UnsafeArchive as exc:
-        raise UnsafeArchive(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
+        raise UnsafeArchive(
+            exc.message if exc.message.startswith(where) else f"{where}: {exc.message}"
+        ) from None
     finally:
         pipe.close()
     return got
@@ -283,8 +303,12 @@ class Substituters:
             try:
                 text = cache.get(ni.CACHE_INFO)
                 if text is None:
-                    raise CacheError(f"cache {cache.url} has no {ni.CACHE_INFO}: not a binary cache")
-                ni.parse_cache_info(text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO))
+                    raise CacheError(
+                        f"cache {cache.url} has no {ni.CACHE_INFO}: not a binary cache"
+                    )
+                ni.parse_cache_info(
+                    text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO)
+                )
             except (CacheError, ni.BadNarInfo) as exc:
                 self._mark_dead(cache, exc.message)
                 return exc.message
@@ -334,7 +358,9 @@ class Substituters:
         with self._lock:
             return sp in self._refused
 
-    def fetch(self, store: Store, sp: StorePath, *, deriver: str | None = None, _depth: int = 0) -> PathInfo:
+    def fetch(
+        self, store: Store, sp: StorePath, *, deriver: str | None = None, _depth: int = 0
+    ) -> PathInfo:
         """Substitute ``sp`` (and the references the store lacks); SubstituteFailed if no cache can."""
         existing = store.query(sp)
         if existing is not None:
@@ -343,7 +369,9 @@ class Substituters:
             raise SubstituteFailed(f"{sp.base}: references nest too deeply")
         offer, reasons = self.query(sp)
         if offer is None:
-            raise SubstituteFailed(f"{sp.base}: " + ("; ".join(reasons) or "no substituter"), trust=self.refused(sp))
+            raise SubstituteFailed(
+                f"{sp.base}: " + ("; ".join(reasons) or "no substituter"), trust=self.refused(sp)
+            )
         for ref in sorted(offer.info.references - {sp}):
             if not store.is_valid(ref):
                 self.fetch(store, ref, _depth=_depth + 1)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from ..errors import InputError, RaisinError
+from raisin_lock import atomic
+from raisin_lock.errors import InputError, RaisinError
 
 T = TypeVar("T")
 
@@ -66,7 +67,9 @@ class Transport:
     def exists(self, rel: str) -> bool:
         raise NotImplementedError
 
-    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+    def put_file(
+        self, rel: str, path: Path, content_type: str = "application/octet-stream"
+    ) -> None:
         raise NotImplementedError
 
     def put_bytes(self, rel: str, data: bytes, content_type: str = "text/plain") -> None:
@@ -118,17 +121,14 @@ class FileTransport(Transport):
         dest = self._p(rel)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
+            with atomic.writing(dest) as f:
                 fill(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
         except OSError as exc:
             raise CacheError(f"cannot write {self.where(rel)}: {exc.strerror}") from None
 
-    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+    def put_file(
+        self, rel: str, path: Path, content_type: str = "application/octet-stream"
+    ) -> None:
         def fill(out: IO[bytes]) -> None:
             with open(path, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -234,12 +234,18 @@ class _Body:
             return b""
         want = self._left if n < 0 else n
         try:
-            data: bytes = self._stream.read(min(want, self._left, self.CHUNK), timeout=self._timeout)
+            data: bytes = self._stream.read(
+                min(want, self._left, self.CHUNK), timeout=self._timeout
+            )
         except self._errors as exc:
-            raise CacheUnreachable(f"{self._where}: download failed: {type(exc).__name__}: {exc}") from None
+            raise CacheUnreachable(
+                f"{self._where}: download failed: {type(exc).__name__}: {exc}"
+            ) from None
         if not data:
             got = self._length - self._left
-            raise CacheUnreachable(f"{self._where}: connection closed after {got} of {self._length} bytes")
+            raise CacheUnreachable(
+                f"{self._where}: connection closed after {got} of {self._length} bytes"
+            )
         self._left -= len(data)
         return data
 
@@ -294,7 +300,9 @@ class HttpTransport(Transport):
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 err: CacheError = CacheUnreachable(f"cache {self.url} unreachable ({what}): {last}")
             except _ServerError as exc:
-                err = CacheUnreachable(f"cache {self.url}: {what}: HTTP {exc.status} (server error)")
+                err = CacheUnreachable(
+                    f"cache {self.url}: {what}: HTTP {exc.status} (server error)"
+                )
             if attempt < self.retries:
                 time.sleep(delay)
                 delay *= 2
@@ -319,7 +327,9 @@ class HttpTransport(Transport):
                 for chunk in r.iter_bytes():  # decoded, should a server gzip text
                     got += len(chunk)
                     if got > MAX_SMALL:
-                        raise CacheError(f"{self.where(rel)}: larger than {MAX_SMALL} bytes; refusing it")
+                        raise CacheError(
+                            f"{self.where(rel)}: larger than {MAX_SMALL} bytes; refusing it"
+                        )
                     parts.append(chunk)
                 return b"".join(parts)
 
@@ -343,10 +353,14 @@ class HttpTransport(Transport):
             body = _Body.of(r, self.where(rel), self.read_timeout)
             if body is None:
                 # raw bytes (no decoding layer) unless the server added a content encoding
-                body = _Stream(r.iter_bytes() if r.headers.get("content-encoding") else r.iter_raw())
+                body = _Stream(
+                    r.iter_bytes() if r.headers.get("content-encoding") else r.iter_raw()
+                )
             yield body
         except self._httpx.TransportError as exc:
-            raise CacheUnreachable(f"cache {self.url}: download of {rel} failed: {type(exc).__name__}: {exc}") from None
+            raise CacheUnreachable(
+                f"cache {self.url}: download of {rel} failed: {type(exc).__name__}: {exc}"
+            ) from None
         finally:
             if isinstance(body, _Body):
                 body.close()
@@ -365,13 +379,17 @@ class HttpTransport(Transport):
     def _put(self, rel: str, content: Callable[[], Any], size: int, content_type: str) -> None:
         def op() -> None:
             r = self.client.put(
-                self._u(rel), content=content(), headers={"Content-Type": content_type, "Content-Length": str(size)}
+                self._u(rel),
+                content=content(),
+                headers={"Content-Type": content_type, "Content-Length": str(size)},
             )
             self._check(r, rel, (200, 201, 204))
 
         self._retrying(f"PUT {rel}", op)
 
-    def put_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+    def put_file(
+        self, rel: str, path: Path, content_type: str = "application/octet-stream"
+    ) -> None:
         size = path.stat().st_size
         files: list[IO[bytes]] = []
 
@@ -411,7 +429,9 @@ def _tls_verify() -> Any:
     try:
         return ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as exc:
-        where = " and ".join(f"${k}={v}" for k, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
+        where = " and ".join(
+            f"${k}={v}" for k, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v
+        )
         raise InputError(f"cannot load CA certificates from {where}: {exc}") from None
 
 
@@ -444,4 +464,6 @@ def open_cache(url: str, *, key: str = "CACHE") -> Transport:
         return FileTransport(url, Path(unquote(parts.path)))
     if parts.scheme in ("http", "https") and parts.netloc:
         return HttpTransport(url)
-    raise InputError(f"{url!r} is not a cache URL (expected file:///dir or http(s)://host/path)", key=key)
+    raise InputError(
+        f"{url!r} is not a cache URL (expected file:///dir or http(s)://host/path)", key=key
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import diff
+    from raisin_lock.app.inspecting import diff
 
-    added, removed, changed = diff(ctx.project, Path(args.old), Path(args.new) if args.new else None)
+    added, removed, changed = diff(
+        ctx.project, Path(args.old), Path(args.new) if args.new else None
+    )
     for n in added:
         ctx.out(f"+ {n}")
     for n in removed:

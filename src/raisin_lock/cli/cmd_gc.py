@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("gc", help="delete store paths that no profile generation or realized lock needs")
-    p.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
-    p.add_argument("--runtime-only", action="store_true",
-                   help="also delete build-time inputs (sources, build-only dependencies) of live paths")
+    p = sub.add_parser(
+        "gc", help="delete store paths that no profile generation or realized lock needs"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
+    p.add_argument(
+        "--runtime-only",
+        action="store_true",
+        help="also delete build-time inputs (sources, build-only dependencies) of live paths",
+    )
     p.set_defaults(run=run)
 
 
@@ -25,7 +32,7 @@ def human(n: int) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import gc
+    from raisin_lock.app.gc import gc
 
     res = gc(ctx.project, dry_run=args.dry_run, runtime_only=args.runtime_only)
     root = ctx.project.store_root
@@ -34,11 +41,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for sp in res.kept_busy:
         ctx.info(f"in use by another process, kept: {root / sp.base}")
     for link in res.stale_roots:
-        ctx.info(f"{'stale' if args.dry_run else 'removed stale'} gc root {link.name} (its target is gone)")
+        ctx.info(
+            f"{'stale' if args.dry_run else 'removed stale'} gc root {link.name} (its target is gone)"
+        )
     if res.leftovers:
         ctx.info(f"removed {len(res.leftovers)} leftover(s) of interrupted work")
     verb = "would delete" if args.dry_run else "deleted"
-    ctx.info(f"{verb} {len(res.deleted)} store path{'s' if len(res.deleted) != 1 else ''}, "
-             f"{res.bytes_freed} bytes ({human(res.bytes_freed)}) {'would be ' if args.dry_run else ''}freed; "
-             f"{res.live} live")
+    ctx.info(
+        f"{verb} {len(res.deleted)} store path{'s' if len(res.deleted) != 1 else ''}, "
+        f"{res.bytes_freed} bytes ({human(res.bytes_freed)}) {'would be ' if args.dry_run else ''}freed; "
+        f"{res.live} live"
+    )
     return 0

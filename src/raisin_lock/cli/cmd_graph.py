@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from .. import graph
-    from ..api import graph_data
+    from raisin_lock.app.inspecting import graph_data
+    from raisin_lock.lock import graph
 
     edges, extra = graph_data(ctx.project)
     if args.format == "dot":

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,14 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "manifest and on stderr.",
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--output", "-o", default=None, help="where to write (default: raisin.toml in -C DIR)")
+    p.add_argument(
+        "--output", "-o", default=None, help="where to write (default: raisin.toml in -C DIR)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..display import display_path
-    from ..legacy import import_config
+    from raisin_lock.display import display_path
+    from raisin_lock.manifest.legacy import import_config
 
     output = Path(args.output) if args.output else ctx.project.manifest_path
     conv = import_config(

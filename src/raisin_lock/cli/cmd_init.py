@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="write a starter raisin.toml")
-    p.add_argument("--template", default="starter", help="starter (default) or xen (the whole stack)")
-    p.add_argument("--xen", default=None, metavar="REF", help="with --template xen: the Xen tag, branch or commit (>= 4.5)")
+    p.add_argument(
+        "--template", default="starter", help="starter (default) or xen (the whole stack)"
+    )
+    p.add_argument(
+        "--xen",
+        default=None,
+        metavar="REF",
+        help="with --template xen: the Xen tag, branch or commit (>= 4.5)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import init_manifest
+    from raisin_lock.app.init import init_manifest
 
     path = init_manifest(ctx.project, args.template, args.xen)
     ctx.info(f"wrote {path}; edit it, then run `raisin lock`")

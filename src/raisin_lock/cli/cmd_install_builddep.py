@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,9 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "The distribution comes from /etc/os-release (RAISIN_OS_RELEASE=FILE reads another).",
     )
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--dry-run", action="store_true", help="print what would be installed; install nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would be installed; install nothing"
+    )
     p.add_argument("-y", "--yes", action="store_true", help="install without asking")
-    p.add_argument("--from-lock", action="store_true", help="ask for exactly the versions recorded in raisin.lock")
+    p.add_argument(
+        "--from-lock",
+        action="store_true",
+        help="ask for exactly the versions recorded in raisin.lock",
+    )
     p.set_defaults(run=run)
 
 
@@ -37,8 +43,8 @@ def _ask(question: str) -> bool | None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..builddeps import install, plan
-    from ..errors import RaisinError
+    from raisin_lock.app.builddeps import install, plan
+    from raisin_lock.errors import RaisinError
 
     p = plan(ctx.project, args.names, from_lock=args.from_lock)
     family = p.distro.family
@@ -64,7 +70,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes:
         answer = _ask(f"run `{line}`? [y/N] ")
         if answer is None:
-            ctx.info("not installing: no terminal to ask on (stdin is not a tty); re-run with -y to install without asking")
+            ctx.info(
+                "not installing: no terminal to ask on (stdin is not a tty); re-run with -y to install without asking"
+            )
             return 1
         if not answer:
             ctx.info("not installing")

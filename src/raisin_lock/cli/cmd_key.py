@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -14,12 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ks.required = True
     g = ks.add_parser("generate", help="write DIR/NAME.secret (0600) and DIR/NAME.public")
     g.add_argument("name", metavar="NAME", help="key name, e.g. cache.example.org-1")
-    g.add_argument("--out", default=".", metavar="DIR", help="where to write the files (default: .)")
+    g.add_argument(
+        "--out", default=".", metavar="DIR", help="where to write the files (default: .)"
+    )
     g.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_cache import generate_key
+    from raisin_lock.app.caches import generate_key
 
     out = Path(args.out)
     if not out.is_absolute():

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("lock", help="resolve raisin.toml into raisin.lock")
-    p.add_argument("--update", nargs="*", metavar="NAME", default=None, help="re-resolve these (or all)")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the lock is stale")
+    p.add_argument(
+        "--update", nargs="*", metavar="NAME", default=None, help="re-resolve these (or all)"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the lock is stale"
+    )
     p.add_argument("--offline", action="store_true", help="use only local mirrors")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import lock
+    from raisin_lock.app.locking import lock
 
-    res = lock(ctx.project, update=args.update, check=args.check, offline=args.offline, report=ctx.info)
+    res = lock(
+        ctx.project, update=args.update, check=args.check, offline=args.offline, report=ctx.info
+    )
     if args.check:
         if res.stale:
             ctx.out(f"{ctx.project.lock_display} is stale:")

@@ -6,7 +6,7 @@ import argparse
 import shutil
 import sys
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import build_log
+    from raisin_lock.app.inspecting import build_log
 
     path = build_log(ctx.project, args.name)
     with open(path, "rb") as f:

@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 PLAN_PREVIEW = 25
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("profile", help="profiles: generations, switch, rollback, activation onto a root")
+    p = sub.add_parser(
+        "profile", help="profiles: generations, switch, rollback, activation onto a root"
+    )
     s = p.add_subparsers(dest="profile_cmd", metavar="SUBCOMMAND")
     s.required = True
 
@@ -23,10 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     sw = s.add_parser("switch", help="build the profile, make a new generation, activate it")
     sw.add_argument("name")
-    sw.add_argument("--root", default=None, help="activate into DIR (default: the remembered root, else /)")
+    sw.add_argument(
+        "--root", default=None, help="activate into DIR (default: the remembered root, else /)"
+    )
     sw.add_argument("--dry-run", action="store_true", help="print the plan; write nothing anywhere")
     sw.add_argument("-y", "--yes", action="store_true", help="do not ask before changing the root")
-    sw.add_argument("--lock", dest="lock_file", default=None, help="build and activate from this lock alone")
+    sw.add_argument(
+        "--lock", dest="lock_file", default=None, help="build and activate from this lock alone"
+    )
     sw.add_argument("-j", "--jobs", type=int, default=None)
     sw.add_argument("--offline", action="store_true")
     sw.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
@@ -80,7 +86,9 @@ def _headline(t: Any) -> str:
         return f"profile {t.profile}: deactivate generation {t.old_generation} in {t.old_root}"
     new = f"generation {t.new_generation}" + (" (new)" if t.new_is_new else "")
     old = f"generation {t.old_generation}" if t.old_generation is not None else "nothing active"
-    where = f" in {t.root}" + (f" (was {t.old_root})" if t.old_root and t.old_root != t.root else "")
+    where = f" in {t.root}" + (
+        f" (was {t.old_root})" if t.old_root and t.old_root != t.root else ""
+    )
     return f"profile {t.profile}: {old} -> {new}{where}"
 
 
@@ -91,7 +99,9 @@ def _show_plan(ctx: Context, t: Any, *, full: bool, stream: Any) -> None:
     for n in t.notes:
         print(f"note: {n}", file=stream)
     if t.unbuilt:
-        print(f"would build first: {', '.join(t.unbuilt)} (their files are not listed)", file=stream)
+        print(
+            f"would build first: {', '.join(t.unbuilt)} (their files are not listed)", file=stream
+        )
     if t.plan is None:
         return
     lines = t.plan.lines()
@@ -99,13 +109,16 @@ def _show_plan(ctx: Context, t: Any, *, full: bool, stream: Any) -> None:
     for line in shown:
         print(f"  {line}", file=stream)
     if len(shown) < len(lines):
-        print(f"  ... and {len(lines) - len(shown)} more (-v or --dry-run lists them all)", file=stream)
+        print(
+            f"  ... and {len(lines) - len(shown)} more (-v or --dry-run lists them all)",
+            file=stream,
+        )
     for w in t.plan.warnings:
         print(f"warning: {w}", file=stream)
 
 
 def _confirm(ctx: Context, args: argparse.Namespace) -> Any:
-    from ..errors import InputError
+    from raisin_lock.errors import InputError
 
     def ask(t: Any) -> bool:
         if not ctx.quiet or not args.yes:
@@ -113,7 +126,10 @@ def _confirm(ctx: Context, args: argparse.Namespace) -> Any:
         if args.yes:
             return True
         if not sys.stdin.isatty():
-            raise InputError(f"this changes {t.root or t.old_root}; confirm with -y (no terminal to ask on)", key="-y")
+            raise InputError(
+                f"this changes {t.root or t.old_root}; confirm with -y (no terminal to ask on)",
+                key="-y",
+            )
         print(f"Change {t.root or t.old_root}? [y/N] ", end="", file=sys.stderr, flush=True)
         return sys.stdin.readline().strip().lower() in ("y", "yes")
 
@@ -134,8 +150,11 @@ def _finish(ctx: Context, t: Any, args: argparse.Namespace) -> int:
     for w in t.warnings:
         ctx.warn(w)
     if t.nothing_to_do:
-        ctx.info(f"generation {t.new_generation} of {t.profile} is already active in {t.root}" if t.new_generation
-                 else " ".join(t.notes))
+        ctx.info(
+            f"generation {t.new_generation} of {t.profile} is already active in {t.root}"
+            if t.new_generation
+            else " ".join(t.notes)
+        )
     elif t.new_generation is None:
         ctx.info(f"profile {t.profile} deactivated in {t.old_root}")
     elif t.root is not None:
@@ -144,10 +163,17 @@ def _finish(ctx: Context, t: Any, args: argparse.Namespace) -> int:
 
 
 def _run_transition(fn: Any, ctx: Context, args: argparse.Namespace, **kw: Any) -> int:
-    from ..api_profiles import Cancelled
+    from raisin_lock.app.profiles import Cancelled
 
     try:
-        t = fn(ctx.project, args.name, dry_run=args.dry_run, confirm=_confirm(ctx, args), report=ctx.info, **kw)
+        t = fn(
+            ctx.project,
+            args.name,
+            dry_run=args.dry_run,
+            confirm=_confirm(ctx, args),
+            report=ctx.info,
+            **kw,
+        )
     except Cancelled:
         ctx.info("cancelled; nothing was changed")
         return 1
@@ -155,11 +181,13 @@ def _run_transition(fn: Any, ctx: Context, args: argparse.Namespace, **kw: Any) 
 
 
 def run_switch(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import switch
-    from .progress import make_events
+    from raisin_lock.app.profiles import switch
+    from raisin_lock.cli.progress import make_events
 
     return _run_transition(
-        switch, ctx, args,
+        switch,
+        ctx,
+        args,
         root=Path(args.root) if args.root else None,
         lock_file=Path(args.lock_file).absolute() if args.lock_file else None,
         jobs=args.jobs,
@@ -170,13 +198,13 @@ def run_switch(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_rollback(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import rollback
+    from raisin_lock.app.profiles import rollback
 
     return _run_transition(rollback, ctx, args, to=args.to)
 
 
 def run_deactivate(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import deactivate
+    from raisin_lock.app.profiles import deactivate
 
     return _run_transition(deactivate, ctx, args)
 
@@ -186,33 +214,49 @@ def _date(ts: float) -> str:
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import list_profiles
+    from raisin_lock.app.generations import list_profiles
 
     rows = list_profiles(ctx.project)
     if not rows:
-        ctx.info("no profiles (declare [profiles.NAME] in raisin.toml, then `raisin profile switch NAME`)")
+        ctx.info(
+            "no profiles (declare [profiles.NAME] in raisin.toml, then `raisin profile switch NAME`)"
+        )
     for r in rows:
         if r.current is None:
             ctx.out(f"{r.name}  (no generations)")
             continue
-        where = f"  active in {r.root} (generation {r.active})" if r.active is not None else "  not active"
+        where = (
+            f"  active in {r.root} (generation {r.active})"
+            if r.active is not None
+            else "  not active"
+        )
         ctx.out(f"{r.name}  generation {r.current} of {r.count}{where}")
     return 0
 
 
 def run_generations(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import generations
+    from raisin_lock.app.generations import generations
 
     for g in generations(ctx.project, args.name):
         comps = ", ".join(f"{n} {v}" for n, v in g.components.items()) or "(not in this store)"
-        marks = [m for m in ("current" if g.current else "", f"active in {g.active_in}" if g.active_in else "") if m]
-        ctx.out(f"{'*' if g.current else ' '} {g.number:>4}  {_date(g.date)}  {comps}" + (f"   ({', '.join(marks)})" if marks else ""))
+        marks = [
+            m
+            for m in (
+                "current" if g.current else "",
+                f"active in {g.active_in}" if g.active_in else "",
+            )
+            if m
+        ]
+        ctx.out(
+            f"{'*' if g.current else ' '} {g.number:>4}  {_date(g.date)}  {comps}"
+            + (f"   ({', '.join(marks)})" if marks else "")
+        )
     return 0
 
 
 def run_diff(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import diff
-    from ..errors import InputError
+    from raisin_lock.app.generations import diff
+    from raisin_lock.errors import InputError
 
     if len(args.gens) not in (0, 2):
         raise InputError("give two generations, or none (previous and current)")
@@ -231,13 +275,19 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_delete(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import delete_generations
-    from ..errors import InputError
+    from raisin_lock.app.generations import delete_generations
+    from raisin_lock.errors import InputError
 
     if not args.gens and args.older_than is None and args.keep is None:
         raise InputError("say which: GEN..., --older-than DAYS or --keep N")
-    gone = delete_generations(ctx.project, args.name, numbers=args.gens, older_than_days=args.older_than,
-                              keep=args.keep, dry_run=args.dry_run)
+    gone = delete_generations(
+        ctx.project,
+        args.name,
+        numbers=args.gens,
+        older_than_days=args.older_than,
+        keep=args.keep,
+        dry_run=args.dry_run,
+    )
     verb = "would delete" if args.dry_run else "deleted"
     if gone:
         ctx.out(f"{verb} generation{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}")

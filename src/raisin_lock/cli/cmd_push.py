@@ -6,20 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cmd_gc import human
-from .context import Context
+from raisin_lock.cli.cmd_gc import human
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("push", help="upload built components and their closure to a binary cache")
     p.add_argument("cache", metavar="CACHE", help="file:///dir or http(s)://host/path (HTTP PUT)")
     p.add_argument("names", nargs="*", metavar="NAME", help="components (default: all in the lock)")
-    p.add_argument("--key", required=True, metavar="SECRET", help="secret key file (raisin key generate)")
+    p.add_argument(
+        "--key", required=True, metavar="SECRET", help="secret key file (raisin key generate)"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_cache import push
+    from raisin_lock.app.caches import push
 
     live = _live(ctx)
 
@@ -49,7 +51,9 @@ class _Bytes:
     def __init__(self) -> None:
         from rich.progress import DownloadColumn, Progress, SpinnerColumn, TransferSpeedColumn
 
-        self.p = Progress(SpinnerColumn(), "pushing", DownloadColumn(), TransferSpeedColumn(), transient=True)
+        self.p = Progress(
+            SpinnerColumn(), "pushing", DownloadColumn(), TransferSpeedColumn(), transient=True
+        )
         self.task = self.p.add_task("push", total=None)
         self.p.start()
 

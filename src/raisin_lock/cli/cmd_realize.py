@@ -6,24 +6,43 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("realize", help="build the locked components into the store")
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="builds and make jobs at once (default: cores)")
-    p.add_argument("--keep-going", action="store_true", help="finish independent builds after a failure")
-    p.add_argument("--check", action="store_true", help="rebuild valid paths and compare (reproducibility)")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=None, help="builds and make jobs at once (default: cores)"
+    )
+    p.add_argument(
+        "--keep-going", action="store_true", help="finish independent builds after a failure"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="rebuild valid paths and compare (reproducibility)"
+    )
     p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     p.add_argument("--offline", action="store_true")
-    p.add_argument("--substituter", action="append", default=[], metavar="URL",
-                   help="binary cache to ask before building (repeatable; also [cache] substituters)")
-    p.add_argument("--trusted-key", action="append", default=[], metavar="NAME:BASE64",
-                   help="public key whose signatures are accepted (repeatable; also [cache] trusted-keys)")
-    p.add_argument("--no-fallback", action="store_true",
-                   help="fail instead of building when a substitution fails")
+    p.add_argument(
+        "--substituter",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="binary cache to ask before building (repeatable; also [cache] substituters)",
+    )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="NAME:BASE64",
+        help="public key whose signatures are accepted (repeatable; also [cache] trusted-keys)",
+    )
+    p.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="fail instead of building when a substitution fails",
+    )
     p.set_defaults(run=run)
 
 
@@ -39,12 +58,19 @@ def _tail(path: Path | None, n: int = 25) -> list[str]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import realize
-    from ..errors import InputError
-    from .progress import make_events
+    from raisin_lock.app.planning import plan
+    from raisin_lock.errors import InputError
 
     if args.jobs is not None and args.jobs < 0:
         raise InputError("-j must be 0 (substitute only) or more", key="-j")
+    lock_file = Path(args.lock_file) if args.lock_file else None
+    p = plan(ctx.project, args.names, lock_file=lock_file, offline=args.offline, report=ctx.info)
+    if p.up_to_date and not args.check:
+        ctx.info("nothing to build")
+        return 0
+    from raisin_lock.app.realizing import realize
+    from raisin_lock.cli.progress import make_events
+
     events = make_events(ctx.quiet)
     res = realize(
         ctx.project,
@@ -54,12 +80,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         check=args.check,
         sandbox=args.sandbox,
         offline=args.offline,
-        lock_file=Path(args.lock_file) if args.lock_file else None,
+        lock_file=lock_file,
         events=events,
         report=ctx.info,
         substituters=args.substituter,
         trusted_keys=args.trusted_key,
         fallback=not args.no_fallback,
+        plan=p,
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")
@@ -82,7 +109,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.check:
         ctx.info("all rebuilds bit-identical")
     elif res.substituted:
-        ctx.info(f"substituted {len(res.substituted)}, built {len(res.built)}, {len(res.already_valid)} already valid")
+        ctx.info(
+            f"substituted {len(res.substituted)}, built {len(res.built)}, {len(res.already_valid)} already valid"
+        )
     elif res.built:
         ctx.info(f"built {len(res.built)}, {len(res.already_valid)} already valid")
     else:

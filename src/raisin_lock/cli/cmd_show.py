@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,20 +16,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import show
+    from raisin_lock.app.inspecting import show
 
     data = show(ctx.project, args.name)
     if args.json:
         slim = {
-            n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")} | {"version": c["version"]}
+            n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")}
+            | {"version": c["version"]}
             for n, c in data["components"].items()
         }
         ctx.out(json.dumps({"components": slim}, indent=2, sort_keys=True))
         return 0
     if not data.get("locked", True):
-        ctx.info(f"{ctx.project.lock_display} does not exist yet: showing what raisin.toml declares")
+        ctx.info(
+            f"{ctx.project.lock_display} does not exist yet: showing what raisin.toml declares"
+        )
     for name, c in data["components"].items():
-        mark = ("built" if c["built"] else "not built") if data.get("locked", True) else "not locked"
+        mark = (
+            ("built" if c["built"] else "not built") if data.get("locked", True) else "not locked"
+        )
         ctx.out(f"{name} {c['version']}  [{mark}]")
         where = c["url"] + (f" {c['ref']}" if c["ref"] else "")
         ctx.out(f"  source   {c['source']} {where}")

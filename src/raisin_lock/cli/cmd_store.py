@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,21 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _check_path(path: str) -> None:
     import os
 
-    from ..errors import InputError
+    from raisin_lock.errors import InputError
 
     if not os.path.lexists(path):
         raise InputError(f"{path}: no such file or directory")
 
 
 def run_dump(args: argparse.Namespace, ctx: Context) -> int:
-    from ..nar import dump
+    from raisin_lock.nar import dump
 
     _check_path(args.path)
     out = sys.stdout.buffer
     try:
         dump(args.path, out.write)
     except ValueError as exc:
-        from ..errors import InputError
+        from raisin_lock.errors import InputError
 
         raise InputError(str(exc)) from None
     out.flush()
@@ -51,13 +51,13 @@ def run_dump(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_hash(args: argparse.Namespace, ctx: Context) -> int:
-    from ..nar import hash_path
+    from raisin_lock.nar import hash_path
 
     _check_path(args.path)
     try:
         h, _size = hash_path(args.path)
     except ValueError as exc:
-        from ..errors import InputError
+        from raisin_lock.errors import InputError
 
         raise InputError(str(exc)) from None
     ctx.out(f"sha256:{h.nix32}" if args.base32 else h.sri)
@@ -65,7 +65,7 @@ def run_hash(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_verify(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api import verify_store
+    from raisin_lock.app.realizing import verify_store
 
     damaged, repaired = verify_store(ctx.project, repair=args.repair, report=ctx.info)
     for d in damaged:
@@ -79,11 +79,13 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_optimise(args: argparse.Namespace, ctx: Context) -> int:
-    from ..api_profiles import optimise
-    from .cmd_gc import human
+    from raisin_lock.app.gc import optimise
+    from raisin_lock.cli.cmd_gc import human
 
     res = optimise(ctx.project)
     if res.paths_skipped:
         ctx.info(f"skipped {res.paths_skipped} path(s) in use by another process")
-    ctx.out(f"{res.bytes_saved} bytes saved ({human(res.bytes_saved)}), {res.files_linked} files hard-linked")
+    ctx.out(
+        f"{res.bytes_saved} bytes saved ({human(res.bytes_saved)}), {res.files_linked} files hard-linked"
+    )
     return 0

@@ -6,29 +6,40 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .context import Context
+from raisin_lock.cli.context import Context
 
 if TYPE_CHECKING:
-    from ..testing.runner import TestResult
-    from ..testing.spec import TestCase
+    from raisin_lock.testing.results import TestResult
+    from raisin_lock.testing.spec import TestCase
 
 TAIL = 20
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("test", help="boot the realized stack under QEMU and check the console")
-    p.add_argument("names", nargs="*", metavar="NAME", help="tests to run (default: all; their `after` tests run first)")
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="tests to run (default: all; their `after` tests run first)",
+    )
     p.add_argument("--junit", metavar="FILE", default=None, help="write JUnit XML results to FILE")
     p.add_argument("--list", action="store_true", help="list the stack's tests and exit")
-    p.add_argument("--keep", action="store_true", help="keep every test's directory (failed ones are always kept)")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="build jobs for realizing what is missing")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep every test's directory (failed ones are always kept)",
+    )
+    p.add_argument(
+        "-j", "--jobs", type=int, default=None, help="build jobs for realizing what is missing"
+    )
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     p.add_argument("--offline", action="store_true")
     p.set_defaults(run=run)
 
 
 def _list(ctx: Context, cases: dict[str, TestCase]) -> int:
-    from ..testing.runner import static_skip
+    from raisin_lock.app.testing import static_skip
 
     if not cases:
         ctx.info("no tests: no recipe of this stack and no [tests.*] in raisin.toml declares one")
@@ -37,9 +48,11 @@ def _list(ctx: Context, cases: dict[str, TestCase]) -> int:
     for name, case in cases.items():
         why = static_skip(case)
         needs = ", ".join(f"{n}={c}" if c and c != n else n for n, c in case.needs.items()) or "-"
-        ctx.out(f"{name:<{width}}  {case.origin}; needs {needs}; timeout {case.timeout:g}s"
-                + (f"; after {', '.join(case.after)}" if case.after else "")
-                + (f"  [skip: {why}]" if why else ""))
+        ctx.out(
+            f"{name:<{width}}  {case.origin}; needs {needs}; timeout {case.timeout:g}s"
+            + (f"; after {', '.join(case.after)}" if case.after else "")
+            + (f"  [skip: {why}]" if why else "")
+        )
         if case.doc and not ctx.quiet:
             ctx.out(f"{'':<{width}}  {' '.join(case.doc.split())}")
     return 0
@@ -56,17 +69,19 @@ class _Printer:
         self.ctx.info(f"test {case.name}: running (timeout {case.timeout:g}s)")
 
     def finished(self, result: TestResult) -> None:
-        word = {"passed": "ok", "failed": "FAILED", "error": "ERROR", "skipped": "skipped"}[result.status]
+        word = {"passed": "ok", "failed": "FAILED", "error": "ERROR", "skipped": "skipped"}[
+            result.status
+        ]
         timing = f" ({result.seconds:.1f}s)" if result.status in ("passed", "failed") else ""
         extra = f": {result.reason}" if result.status != "passed" else ""
         self.ctx.info(f"test {result.name} {word}{timing}{extra}")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..errors import InputError
-    from ..testing import junit
-    from ..testing.runner import load, run_tests
-    from .progress import make_events
+    from raisin_lock.app.testing import load, run_tests
+    from raisin_lock.cli.progress import make_events
+    from raisin_lock.errors import InputError
+    from raisin_lock.testing import junit
 
     if args.jobs is not None and args.jobs < 1:
         raise InputError("-j must be at least 1", key="-j")
@@ -105,7 +120,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for line in tail:
                 ctx.info(f"  {line}")
         if r.log:
-            ctx.info(f"--- full log: {r.log}" + (f"  (test directory kept: {r.workdir})" if r.workdir else ""))
+            ctx.info(
+                f"--- full log: {r.log}"
+                + (f"  (test directory kept: {r.workdir})" if r.workdir else "")
+            )
     if args.junit:
         ctx.info(f"JUnit XML written to {args.junit}")
     return 0 if res.ok else 1
@@ -123,5 +141,7 @@ def _table(ctx: Context, results: list[TestResult]) -> None:
     w = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         ctx.out(f"{row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:>{w[2]}}  {row[3]}".rstrip())
-    counts = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "error", "skipped")}
+    counts = {
+        s: sum(r.status == s for r in results) for s in ("passed", "failed", "error", "skipped")
+    }
     ctx.out(", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "passed"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..api import Project
+    from raisin_lock.app.project import Project
 
 
 @dataclass

@@ -7,7 +7,25 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["init", "lock", "realize", "show", "graph", "diff", "log", "store", "install_builddep", "import_config", "profile", "gc", "test", "key", "push", "export", "import"]
+COMMANDS = [
+    "init",
+    "lock",
+    "realize",
+    "show",
+    "graph",
+    "diff",
+    "log",
+    "store",
+    "install_builddep",
+    "import_config",
+    "profile",
+    "gc",
+    "test",
+    "key",
+    "push",
+    "export",
+    "import",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,9 +36,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="raisin", description="Build the Xen Project stack from pinned sources, reproducibly.")
+    p = _Parser(
+        prog="raisin", description="Build the Xen Project stack from pinned sources, reproducibly."
+    )
     p.add_argument("-C", dest="directory", default=".", help="run as if started in DIR")
-    p.add_argument("--store", default=None, help="store directory (default: DIR/store, or $RAISIN_STORE)")
+    p.add_argument(
+        "--store", default=None, help="store directory (default: DIR/store, or $RAISIN_STORE)"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="store_true")
     g.add_argument("-v", "--verbose", action="count", default=0)
@@ -35,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..api import Project
-    from ..errors import RaisinError
-    from .context import Context
+    from raisin_lock.app.project import Project
+    from raisin_lock.cli.context import Context
+    from raisin_lock.errors import RaisinError
 
     directory = Path(args.directory)
     if not directory.is_dir():

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..build.events import Events
+from raisin_lock.build.events import Events
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -35,7 +35,9 @@ class PlainEvents(Events):
     def started(self, name: str, what: str) -> None:
         self._say(f"{what} {name}")
 
-    def finished(self, name: str, ok: bool, seconds: float, log: Path | None, note: str = "") -> None:
+    def finished(
+        self, name: str, ok: bool, seconds: float, log: Path | None, note: str = ""
+    ) -> None:
         self.done += 1
         state = "ok" if ok else "FAILED"
         extra = f", {note}" if note else ""
@@ -82,7 +84,9 @@ class LiveEvents(PlainEvents):
     def started(self, name: str, what: str) -> None:
         self.running[name] = (what, time.monotonic())
 
-    def finished(self, name: str, ok: bool, seconds: float, log: Path | None, note: str = "") -> None:
+    def finished(
+        self, name: str, ok: bool, seconds: float, log: Path | None, note: str = ""
+    ) -> None:
         self.running.pop(name, None)
         super().finished(name, ok, seconds, log, note)
 

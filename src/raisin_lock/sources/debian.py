@@ -22,10 +22,11 @@ import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from ..errors import HashMismatch, SourceError
-from ..hashing import Hash
-from ..nar import hash_path
-from . import FetchContext, LockedSource, make_label
+from raisin_lock.errors import HashMismatch, SourceError
+from raisin_lock.hashing import Hash
+from raisin_lock.lock.pins import DEFAULT_DATE, LockedSource, make_label
+from raisin_lock.nar import hash_path
+from raisin_lock.sources import FetchContext
 
 APT_DIRS = ("lists/partial", "cache/archives/partial", "etc")
 _UPDATE_MAX_AGE = 6 * 3600
@@ -48,7 +49,9 @@ def _host_sources() -> list[tuple[str, str, list[str], str | None]]:
                 opts = m.group(1) or ""
             if m:
                 sb = re.search(r"signed-by=(\S+?)[\s\]]", opts)
-                entries.append((m.group(2), m.group(3), m.group(4).split(), sb.group(1) if sb else None))
+                entries.append(
+                    (m.group(2), m.group(3), m.group(4).split(), sb.group(1) if sb else None)
+                )
     for f in sorted((etc / "sources.list.d").glob("*.sources")):
         try:
             text = f.read_text()
@@ -61,11 +64,21 @@ def _host_sources() -> list[tuple[str, str, list[str], str | None]]:
                     continue
                 k, _, v = line.partition(":")
                 fields[k.strip().lower()] = v.strip()
-            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
+            if (
+                "deb" not in fields.get("types", "").split()
+                or fields.get("enabled", "yes").lower() == "no"
+            ):
                 continue
             for uri in fields.get("uris", "").split():
                 for suite in fields.get("suites", "").split():
-                    entries.append((uri, suite, fields.get("components", "main").split(), fields.get("signed-by")))
+                    entries.append(
+                        (
+                            uri,
+                            suite,
+                            fields.get("components", "main").split(),
+                            fields.get("signed-by"),
+                        )
+                    )
     return entries
 
 
@@ -75,13 +88,20 @@ def apt_root(ctx: FetchContext) -> Path:
 
 def _apt_opts(root: Path) -> list[str]:
     return [
-        "-o", f"Dir::Etc::SourceList={root / 'etc' / 'sources.list'}",
-        "-o", "Dir::Etc::SourceParts=/nonexistent",
-        "-o", f"Dir::State::Lists={root / 'lists'}",
-        "-o", f"Dir::Cache={root / 'cache'}",
-        "-o", "APT::Sandbox::User=root",
-        "-o", "Acquire::Retries=3",
-        "-o", "Debug::NoLocking=1",
+        "-o",
+        f"Dir::Etc::SourceList={root / 'etc' / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/nonexistent",
+        "-o",
+        f"Dir::State::Lists={root / 'lists'}",
+        "-o",
+        f"Dir::Cache={root / 'cache'}",
+        "-o",
+        "APT::Sandbox::User=root",
+        "-o",
+        "Acquire::Retries=3",
+        "-o",
+        "Debug::NoLocking=1",
         "-q",
     ]
 
@@ -89,7 +109,9 @@ def _apt_opts(root: Path) -> list[str]:
 def _prepare(ctx: FetchContext) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg-source") is None:
         raise SourceError(
-            "debian sources need apt-get and dpkg-source (apt-get install dpkg-dev)", file=ctx.file, key=ctx.key
+            "debian sources need apt-get and dpkg-source (apt-get install dpkg-dev)",
+            file=ctx.file,
+            key=ctx.key,
         )
     root = apt_root(ctx)
     for d in APT_DIRS:
@@ -99,8 +121,14 @@ def _prepare(ctx: FetchContext) -> Path:
         opt = f"[signed-by={signed_by}] " if signed_by else ""
         lines.append(f"deb-src {opt}{uri} {suite} {' '.join(comps)}")
     if not lines:
-        raise SourceError("no Debian/Ubuntu apt sources found in /etc/apt to derive deb-src entries from", file=ctx.file, key=ctx.key)
-    text = "# written by raisin from the host's deb entries\n" + "\n".join(sorted(set(lines))) + "\n"
+        raise SourceError(
+            "no Debian/Ubuntu apt sources found in /etc/apt to derive deb-src entries from",
+            file=ctx.file,
+            key=ctx.key,
+        )
+    text = (
+        "# written by raisin from the host's deb entries\n" + "\n".join(sorted(set(lines))) + "\n"
+    )
     listing = root / "etc" / "sources.list"
     stale = not listing.exists() or listing.read_text() != text
     if stale:
@@ -111,10 +139,23 @@ def _prepare(ctx: FetchContext) -> Path:
         if ctx.offline and not stale and stamp.exists():
             return root
         if ctx.offline:
-            raise SourceError("needs the network to read the Debian source indexes", file=ctx.file, key=ctx.key, hint="run without --offline")
-        p = subprocess.run(["apt-get", *_apt_opts(root), "update"], capture_output=True, text=True, env=_env(), check=False)
+            raise SourceError(
+                "needs the network to read the Debian source indexes",
+                file=ctx.file,
+                key=ctx.key,
+                hint="run without --offline",
+            )
+        p = subprocess.run(
+            ["apt-get", *_apt_opts(root), "update"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            check=False,
+        )
         if p.returncode != 0:
-            raise SourceError(f"apt-get update failed: {_last(p.stderr)}", file=ctx.file, key=ctx.key)
+            raise SourceError(
+                f"apt-get update failed: {_last(p.stderr)}", file=ctx.file, key=ctx.key
+            )
         stamp.touch()
     return root
 
@@ -129,14 +170,27 @@ def _last(text: str) -> str:
 
 
 def available_versions(root: Path, name: str) -> list[str]:
-    p = subprocess.run(["apt-cache", *_apt_opts(root), "showsrc", "--only-source", name], capture_output=True, text=True, env=_env(), check=False)
+    p = subprocess.run(
+        ["apt-cache", *_apt_opts(root), "showsrc", "--only-source", name],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
     return sorted(set(re.findall(r"^Version: (\S+)$", p.stdout, re.MULTILINE)))
 
 
 def _download(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
     root = _prepare(ctx)
     p = subprocess.run(
-        ["apt-get", *_apt_opts(root), "source", "--download-only", "--only-source", f"{name}={version}"],
+        [
+            "apt-get",
+            *_apt_opts(root),
+            "source",
+            "--download-only",
+            "--only-source",
+            f"{name}={version}",
+        ],
         cwd=into,
         capture_output=True,
         text=True,
@@ -145,13 +199,23 @@ def _download(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
     )
     if p.returncode != 0:
         versions = available_versions(root, name)
-        have = f"available: {', '.join(versions)}" if versions else "no such source package in the configured suites"
+        have = (
+            f"available: {', '.join(versions)}"
+            if versions
+            else "no such source package in the configured suites"
+        )
         raise SourceError(
-            f"Debian source package {name} {version} is not available ({have})", file=ctx.file, key=ctx.key
+            f"Debian source package {name} {version} is not available ({have})",
+            file=ctx.file,
+            key=ctx.key,
         )
     dscs = list(into.glob("*.dsc"))
     if len(dscs) != 1:
-        raise SourceError(f"apt-get source fetched {len(dscs)} .dsc files for {name} {version}", file=ctx.file, key=ctx.key)
+        raise SourceError(
+            f"apt-get source fetched {len(dscs)} .dsc files for {name} {version}",
+            file=ctx.file,
+            key=ctx.key,
+        )
     return dscs[0]
 
 
@@ -165,7 +229,11 @@ def _unpack(dsc: Path, dest: Path, ctx: FetchContext) -> int:
         check=False,
     )
     if p.returncode != 0:
-        raise SourceError(f"dpkg-source -x {dsc.name} failed: {_last(p.stderr or p.stdout)}", file=ctx.file, key=ctx.key)
+        raise SourceError(
+            f"dpkg-source -x {dsc.name} failed: {_last(p.stderr or p.stdout)}",
+            file=ctx.file,
+            key=ctx.key,
+        )
     return changelog_date(dest)
 
 
@@ -179,18 +247,23 @@ def changelog_date(tree: Path) -> int:
                     return int(parsedate_to_datetime(m.group(1)).timestamp())
     except (OSError, ValueError, TypeError):
         pass
-    from . import DEFAULT_DATE
 
     return DEFAULT_DATE
 
 
-def _fetch(name: str, version: str, ctx: FetchContext, tmp: Path, expected_dsc: Hash | None) -> tuple[Path, Hash, int]:
+def _fetch(
+    name: str, version: str, ctx: FetchContext, tmp: Path, expected_dsc: Hash | None
+) -> tuple[Path, Hash, int]:
     dl = tmp / "download"
     dl.mkdir()
     dsc = _download(name, version, ctx, dl)
     dsc_hash = Hash(hashlib.sha256(dsc.read_bytes()).digest())
     if expected_dsc is not None and dsc_hash != expected_dsc:
-        raise HashMismatch(f"{dsc.name}: expected {expected_dsc.sri}, downloaded {dsc_hash.sri}", file=ctx.file, key=ctx.key)
+        raise HashMismatch(
+            f"{dsc.name}: expected {expected_dsc.sri}, downloaded {dsc_hash.sri}",
+            file=ctx.file,
+            key=ctx.key,
+        )
     tree = tmp / "tree"
     date = _unpack(dsc, tree, ctx)
     return tree, dsc_hash, date

@@ -17,9 +17,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..errors import HashMismatch, SourceError
-from ..nar import hash_path
-from . import FetchContext, LockedSource, make_label
+from raisin_lock.errors import HashMismatch, SourceError
+from raisin_lock.lock.pins import LockedSource, make_label
+from raisin_lock.nar import hash_path
+from raisin_lock.sources import FetchContext
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _GIT_ENV = {
@@ -41,9 +42,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _git(args: list[str], cwd: Path | None = None, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    args: list[str], cwd: Path | None = None, *, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=_env(),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except FileNotFoundError:
         raise SourceError("git is not installed (apt-get install git)") from None
     if check and proc.returncode != 0:
@@ -78,7 +88,11 @@ def _has_commit(mirror: Path, rev: str) -> bool:
 
 
 def _ls_remote(url: str, ref: str, ctx: FetchContext) -> list[tuple[str, str]]:
-    patterns = [ref] if ref == "HEAD" or ref.startswith("refs/") else [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    patterns = (
+        [ref]
+        if ref == "HEAD" or ref.startswith("refs/")
+        else [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    )
     try:
         proc = _git(["ls-remote", url, *patterns])
     except subprocess.CalledProcessError as exc:
@@ -95,7 +109,11 @@ def _ls_remote(url: str, ref: str, ctx: FetchContext) -> list[tuple[str, str]]:
 def _pick(refs: list[tuple[str, str]], ref: str) -> tuple[str, str] | None:
     """(refname, object id) of the best match: tags before branches."""
     table = {name: sha for sha, name in refs}
-    candidates = [ref] if ref == "HEAD" or ref.startswith("refs/") else [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    candidates = (
+        [ref]
+        if ref == "HEAD" or ref.startswith("refs/")
+        else [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    )
     for name in candidates:
         if name in table:
             return name, table[name]
@@ -107,7 +125,9 @@ def _fetch(mirror: Path, url: str, refspecs: list[str], ctx: FetchContext) -> No
         _git(["fetch", "-q", "--no-tags", "--no-write-fetch-head", url, *refspecs], cwd=mirror)
     except subprocess.CalledProcessError as exc:
         raise SourceError(
-            f"cannot fetch {' '.join(refspecs)} from {url}: {_last_line(exc.stderr)}", file=ctx.file, key=ctx.key
+            f"cannot fetch {' '.join(refspecs)} from {url}: {_last_line(exc.stderr)}",
+            file=ctx.file,
+            key=ctx.key,
         ) from None
 
 
@@ -134,7 +154,7 @@ def _resolve_rev(url: str, ref: str, ctx: FetchContext) -> tuple[str, bool, Path
     if re.fullmatch(r"[0-9a-f]{7,39}", ref) and not ctx.offline:
         pass  # may still be a branch or tag name; fall through
     if ctx.offline:
-        for name in ([ref] if ref.startswith("refs/") else [f"refs/tags/{ref}", f"refs/heads/{ref}"]):
+        for name in [ref] if ref.startswith("refs/") else [f"refs/tags/{ref}", f"refs/heads/{ref}"]:
             rev = _rev_parse(mirror, name)
             if rev:
                 return rev, name.startswith("refs/tags/"), mirror
@@ -144,17 +164,25 @@ def _resolve_rev(url: str, ref: str, ctx: FetchContext) -> tuple[str, bool, Path
         hint = None
         if re.fullmatch(r"[0-9a-f]{7,39}", ref):
             hint = "a commit must be given as its full 40-character id"
-        raise SourceError(f"ref {ref!r} not found in remote {url}", file=ctx.file, key=ctx.key, hint=hint)
+        raise SourceError(
+            f"ref {ref!r} not found in remote {url}", file=ctx.file, key=ctx.key, hint=hint
+        )
     name, oid = picked
     local = "refs/raisin/HEAD" if name == "HEAD" else name
     have = _rev_parse(mirror, local)
     # An annotated tag's oid is the tag object; compare after peeling.
-    current = _git(["rev-parse", "-q", "--verify", local], cwd=mirror, check=False).stdout.decode().strip()
+    current = (
+        _git(["rev-parse", "-q", "--verify", local], cwd=mirror, check=False)
+        .stdout.decode()
+        .strip()
+    )
     if not have or current != oid:
         _fetch(mirror, url, [f"+{name}:{local}"], ctx)
         have = _rev_parse(mirror, local)
     if not have:
-        raise SourceError(f"ref {ref!r} of {url} does not point to a commit", file=ctx.file, key=ctx.key)
+        raise SourceError(
+            f"ref {ref!r} of {url} does not point to a commit", file=ctx.file, key=ctx.key
+        )
     return have, name.startswith("refs/tags/"), mirror
 
 
@@ -187,7 +215,11 @@ def export_tree(mirror: Path, rev: str, dest: Path) -> None:
         if typ == "commit":
             os.makedirs(os.path.join(root, path), exist_ok=True)
     proc = subprocess.Popen(
-        ["git", "cat-file", "--batch"], cwd=mirror, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        ["git", "cat-file", "--batch"],
+        cwd=mirror,
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
     import threading
@@ -217,7 +249,11 @@ def export_tree(mirror: Path, rev: str, dest: Path) -> None:
             if mode == "120000":
                 os.symlink(out.read(size), target)
             else:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if mode == "100755" else 0o644)
+                fd = os.open(
+                    target,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                    0o755 if mode == "100755" else 0o644,
+                )
                 with os.fdopen(fd, "wb") as f:
                     left = size
                     while left:
@@ -281,12 +317,18 @@ def fetch_tree(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
     export_tree(mirror, src.rev, dest)
 
 
-def log_between(ctx: FetchContext, url: str, old: str, new: str, limit: int = 20) -> list[str] | None:
+def log_between(
+    ctx: FetchContext, url: str, old: str, new: str, limit: int = 20
+) -> list[str] | None:
     """One-line log old..new from the mirror, or None when it lacks either commit."""
     mirror = mirror_dir(ctx, url)
-    if not (mirror / "HEAD").exists() or not (_has_commit(mirror, old) and _has_commit(mirror, new)):
+    if not (mirror / "HEAD").exists() or not (
+        _has_commit(mirror, old) and _has_commit(mirror, new)
+    ):
         return None
-    proc = _git(["log", "--oneline", "--no-decorate", f"-{limit}", f"{old}..{new}"], cwd=mirror, check=False)
+    proc = _git(
+        ["log", "--oneline", "--no-decorate", f"-{limit}", f"{old}..{new}"], cwd=mirror, check=False
+    )
     if proc.returncode != 0:
         return None
     return proc.stdout.decode(errors="replace").splitlines()

@@ -11,9 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import SourceError
-from ..nar import hash_path
-from . import DEFAULT_DATE, FetchContext, LockedSource, make_label
+from raisin_lock.errors import SourceError
+from raisin_lock.lock.pins import DEFAULT_DATE, LockedSource, make_label
+from raisin_lock.nar import hash_path
+from raisin_lock.sources import FetchContext
 
 IGNORED = {".git"}
 
@@ -68,7 +69,11 @@ def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped
     # Only hashed here: realize copies the directory into the store (and checks
     # it still has this hash), so a first lock of many checkouts stays cheap.
     return LockedSource(
-        kind="path", nar_hash=nar_hash, date=DEFAULT_DATE, label=make_label(str(p.resolve())), path=spec.path
+        kind="path",
+        nar_hash=nar_hash,
+        date=DEFAULT_DATE,
+        label=make_label(str(p.resolve())),
+        path=spec.path,
     )
 
 

@@ -17,10 +17,11 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ..errors import HashMismatch, SourceError, UnsafeArchive
-from ..hashing import Hash
-from ..nar import hash_path
-from . import DEFAULT_DATE, FetchContext, LockedSource, make_label
+from raisin_lock.errors import HashMismatch, SourceError, UnsafeArchive
+from raisin_lock.hashing import Hash
+from raisin_lock.lock.pins import DEFAULT_DATE, LockedSource, make_label
+from raisin_lock.nar import hash_path
+from raisin_lock.sources import FetchContext
 
 _VERSION_RE = re.compile(r"-(\d[A-Za-z0-9+._~\-]*?)\.(?:tar(?:\.\w+)?|tgz|tbz2|txz)$")
 
@@ -34,16 +35,27 @@ def _download(url: str, dest: Path, ctx: FetchContext) -> Hash:
                     h.update(chunk)
                     out.write(chunk)
         except OSError as exc:
-            raise SourceError(f"cannot read {url}: {exc.strerror}", file=ctx.file, key=ctx.key) from None
+            raise SourceError(
+                f"cannot read {url}: {exc.strerror}", file=ctx.file, key=ctx.key
+            ) from None
         return Hash(h.digest())
     if ctx.offline:
-        raise SourceError(f"needs the network to download {url}", file=ctx.file, key=ctx.key, hint="run without --offline")
+        raise SourceError(
+            f"needs the network to download {url}",
+            file=ctx.file,
+            key=ctx.key,
+            hint="run without --offline",
+        )
     import httpx
 
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0)) as r:
+        with httpx.stream(
+            "GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0)
+        ) as r:
             if r.status_code != 200:
-                raise SourceError(f"cannot download {url}: HTTP {r.status_code}", file=ctx.file, key=ctx.key)
+                raise SourceError(
+                    f"cannot download {url}: HTTP {r.status_code}", file=ctx.file, key=ctx.key
+                )
             with open(dest, "wb") as out:
                 for chunk in r.iter_bytes(1 << 20):
                     h.update(chunk)
@@ -65,12 +77,20 @@ def unpack(archive: Path, dest: Path, ctx: FetchContext) -> int:
                 try:
                     tarfile.data_filter(member, str(staging))
                 except tarfile.FilterError as exc:
-                    raise UnsafeArchive(f"refusing archive member: {exc}", file=ctx.file, key=ctx.key) from None
+                    raise UnsafeArchive(
+                        f"refusing archive member: {exc}", file=ctx.file, key=ctx.key
+                    ) from None
             tar.extractall(staging, filter="data")
     except tarfile.TarError as exc:
-        raise SourceError(f"cannot unpack {archive.name}: {exc}", file=ctx.file, key=ctx.key) from None
+        raise SourceError(
+            f"cannot unpack {archive.name}: {exc}", file=ctx.file, key=ctx.key
+        ) from None
     entries = os.listdir(staging)
-    if len(entries) == 1 and (staging / entries[0]).is_dir() and not (staging / entries[0]).is_symlink():
+    if (
+        len(entries) == 1
+        and (staging / entries[0]).is_dir()
+        and not (staging / entries[0]).is_symlink()
+    ):
         os.rename(staging / entries[0], dest)
         staging.rmdir()
     else:
@@ -78,12 +98,16 @@ def unpack(archive: Path, dest: Path, ctx: FetchContext) -> int:
     return newest or DEFAULT_DATE
 
 
-def _fetch_tree(url: str, ctx: FetchContext, tmp: Path, expected_file: Hash | None) -> tuple[Path, Hash, int]:
+def _fetch_tree(
+    url: str, ctx: FetchContext, tmp: Path, expected_file: Hash | None
+) -> tuple[Path, Hash, int]:
     archive = tmp / "archive"
     file_hash = _download(url, archive, ctx)
     if expected_file is not None and file_hash != expected_file:
         raise HashMismatch(
-            f"{url}: expected {expected_file.sri}, downloaded {file_hash.sri}", file=ctx.file, key=ctx.key
+            f"{url}: expected {expected_file.sri}, downloaded {file_hash.sri}",
+            file=ctx.file,
+            key=ctx.key,
         )
     tree = tmp / "tree"
     date = unpack(archive, tree, ctx)

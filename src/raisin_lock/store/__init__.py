@@ -9,7 +9,7 @@ hash and scan, remove); ``locks.py`` the flock helpers.
 
 from __future__ import annotations
 
-from .local import Store
-from .path_info import Damage, PathInfo
+from raisin_lock.store.local import Store
+from raisin_lock.store.path_info import Damage, PathInfo
 
 __all__ = ["Damage", "PathInfo", "Store"]

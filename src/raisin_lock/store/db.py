@@ -48,10 +48,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import RaisinError
-from ..hashing import Hash
-from ..store_path import StorePath
-from .path_info import PathInfo
+from raisin_lock.errors import RaisinError
+from raisin_lock.hashing import Hash
+from raisin_lock.store.path_info import PathInfo
+from raisin_lock.store_path import StorePath
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 600.0
@@ -459,5 +459,7 @@ def _lock_file(path: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as exc:
-        raise RaisinError(f"cannot lock the store database: {exc.strerror}", file=str(path)) from exc
+        raise RaisinError(
+            f"cannot lock the store database: {exc.strerror}", file=str(path)
+        ) from exc
     return fd

@@ -43,15 +43,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
-from .. import nar
-from ..errors import BuildError, HashMismatch, InputError, RaisinError
-from ..hashing import Hash
-from ..store_path import StorePath
-from . import locks, tree, upkeep
-from .db import Database
-from .path_info import Damage, PathInfo
+from raisin_lock import atomic, nar
+from raisin_lock.errors import BuildError, HashMismatch, InputError, RaisinError
+from raisin_lock.hashing import Hash
+from raisin_lock.store import locks, tree, upkeep
+from raisin_lock.store.db import Database
+from raisin_lock.store.path_info import Damage, PathInfo
+from raisin_lock.store_path import StorePath
 
 __all__ = ["Damage", "PathInfo", "Store"]
 
@@ -143,13 +143,13 @@ class Store:
                     self._retired.append(self._db)
                 self._db = db
                 if db.get_meta(upkeep.NEEDS_REINDEX):
-                    with self._store_lock():
+                    with self.store_lock():
                         if db.get_meta(upkeep.NEEDS_REINDEX):
                             upkeep.reindex_locked(self, db)
             return self._db
 
     @contextmanager
-    def _store_lock(self) -> Iterator[None]:
+    def store_lock(self) -> Iterator[None]:
         """Store-wide lock for sweeps (cleanup, reindex) that must not overlap."""
         self._ensure_layout()
         fd = locks.acquire(self._meta / "locks" / _STORE_LOCK, wait=True)
@@ -166,7 +166,7 @@ class Store:
             self._retired = []
             self._db = None
 
-    def _entries(self) -> set[StorePath]:
+    def entries(self) -> set[StorePath]:
         """Everything under ROOT named like a store path, valid or not."""
         out: set[StorePath] = set()
         try:
@@ -334,7 +334,7 @@ class Store:
         if references is None:
             references = frozenset((scan or {})[d] for d in found)
         if self._fsync:
-            tree.fsync_dir(self.root)
+            atomic.fsync_dir(self.root)
         info = PathInfo(
             path=sp,
             nar_hash=nar_hash,
@@ -419,9 +419,7 @@ class Store:
         already the tree's (the re-hash only guards against a restore bug).
         If ``sp`` is already valid, nothing is read.
         """
-        restore: Any = getattr(nar, "restore", None)
-        if restore is None:
-            raise RaisinError("this raisin cannot unpack NARs yet (nar.restore is missing)")
+        restore = nar.restore
         refs = frozenset(references)
         info = self.query(sp)
         if info is not None:
@@ -460,7 +458,7 @@ class Store:
                 os.rename(dest, host)
             try:
                 if self._fsync:
-                    tree.fsync_dir(self.root)
+                    atomic.fsync_dir(self.root)
                 info = PathInfo(
                     path=sp,
                     nar_hash=expected,
@@ -502,7 +500,7 @@ class Store:
                 os.rename(host, trash)
             os.rename(replacement, host)
             if self._fsync:
-                tree.fsync_dir(self.root)
+                atomic.fsync_dir(self.root)
             if os.path.lexists(trash):
                 tree.remove(trash)
 
@@ -557,5 +555,5 @@ class Store:
         Rows whose content is missing are kept: ``verify`` reports them.
         """
         db = self._writer()
-        with self._store_lock():
+        with self.store_lock():
             return upkeep.reindex_locked(self, db)

@@ -19,7 +19,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import RaisinError
+from raisin_lock.errors import RaisinError
 
 
 def acquire(lock_file: Path, *, wait: bool) -> int | None:

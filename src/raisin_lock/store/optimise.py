@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .tree import CANONICAL_MTIME, DIR_MODE
+from raisin_lock.store.tree import CANONICAL_MTIME, DIR_MODE
 
 if TYPE_CHECKING:
-    from .local import Store
+    from raisin_lock.store.local import Store
 
 LINKS = "links"
 

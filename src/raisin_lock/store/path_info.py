@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..hashing import Hash
-from ..store_path import StorePath
+from raisin_lock.hashing import Hash
+from raisin_lock.store_path import StorePath
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import os
 import sqlite3
 from typing import Any
 
-from ..errors import RaisinError
-from .db import BUSY_TIMEOUT_S, Database
-from .local import Store
+from raisin_lock.errors import RaisinError
+from raisin_lock.store.db import BUSY_TIMEOUT_S, Database
+from raisin_lock.store.local import Store
 
 
 class ReadOnlyStore(Store):
@@ -42,7 +42,9 @@ class ReadOnlyStore(Store):
                         check_same_thread=False,
                     )
                 except sqlite3.Error as exc:
-                    raise RaisinError(f"cannot open the store database: {exc}", file=str(path)) from exc
+                    raise RaisinError(
+                        f"cannot open the store database: {exc}", file=str(path)
+                    ) from exc
                 db = Database(path, conn, readonly=True)
                 if db._schema_version() is None:
                     db.close()

@@ -25,10 +25,10 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import nar
-from ..errors import BuildError
-from ..hashing import NIX_BASE32_ALPHABET, Hash
-from ..store_path import DIGEST_LEN
+from raisin_lock import nar
+from raisin_lock.errors import BuildError
+from raisin_lock.hashing import NIX_BASE32_ALPHABET, Hash
+from raisin_lock.store_path import DIGEST_LEN
 
 CANONICAL_MTIME = 1
 FILE_MODE = 0o444
@@ -118,10 +118,6 @@ def fsync_path(p: str | os.PathLike[str], flags: int = os.O_RDONLY) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def fsync_dir(p: str | os.PathLike[str]) -> None:
-    fsync_path(p, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def find_unnormalised(top: Path) -> str | None:

@@ -2,9 +2,9 @@
 
 These are the operations that walk the whole store directory rather than one
 path. They are :class:`~raisin_lock.store.local.Store` methods to callers;
-the bodies live here to keep ``local.py`` about one path at a time. They use
-the Store's package-internal helpers (``_writer``, ``_store_lock``,
-``_entries``), which is why this module sits inside ``store/``.
+the bodies live here to keep ``local.py`` about one path at a time. They see
+the store through :class:`StoreView`, the few public methods they need, so
+this module does not import ``local`` (which imports it).
 """
 
 from __future__ import annotations
@@ -13,18 +13,31 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
+from typing import Protocol
 
-from .. import nar
-from ..errors import RaisinError
-from ..store_path import StorePath
-from . import locks, tree
-from .db import Database
-from .path_info import Damage, PathInfo
+from raisin_lock import nar
+from raisin_lock.errors import RaisinError
+from raisin_lock.store import locks, tree
+from raisin_lock.store.db import Database
+from raisin_lock.store.path_info import Damage, PathInfo
+from raisin_lock.store_path import StorePath
 
-if TYPE_CHECKING:
-    from .local import Store
+
+class StoreView(Protocol):
+    """What upkeep needs of a :class:`~raisin_lock.store.local.Store`."""
+
+    root: Path
+
+    def host_path(self, sp: StorePath) -> Path: ...
+
+    def lock(self, sp: StorePath, *, wait: bool = True) -> AbstractContextManager[bool]: ...
+
+    def store_lock(self) -> AbstractContextManager[None]: ...
+
+    def entries(self) -> set[StorePath]: ...
+
 
 TMP_NAME_RE = re.compile(r"-(\d+)-[a-z0-9_]+$")  # "<prefix>-<pid>-<random>"
 NEEDS_REINDEX = "needs_reindex"  # meta key: set when a database is created
@@ -41,10 +54,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def cleanup(store: Store, db: Database) -> list[str]:
+def cleanup(store: StoreView, db: Database) -> list[str]:
     removed: list[str] = []
-    with store._store_lock():
-        entries = store._entries()
+    with store.store_lock():
+        entries = store.entries()
         for sp in sorted(entries - db.valid_subset(entries)):
             with store.lock(sp, wait=False) as held:
                 # Re-check under the lock: it may have been registered since.
@@ -54,7 +67,7 @@ def cleanup(store: Store, db: Database) -> list[str]:
     return removed
 
 
-def _sweep_tmp(store: Store) -> list[str]:
+def _sweep_tmp(store: StoreView) -> list[str]:
     removed: list[str] = []
     tmp = store.root / ".raisin" / "tmp"
     for name in sorted(os.listdir(tmp)):
@@ -75,7 +88,9 @@ def _sweep_tmp(store: Store) -> list[str]:
     return removed
 
 
-def verify(store: Store, db: Database | None, paths: Iterable[StorePath] | None) -> list[Damage]:
+def verify(
+    store: StoreView, db: Database | None, paths: Iterable[StorePath] | None
+) -> list[Damage]:
     targets = sorted(paths) if paths is not None else (db.all_valid() if db else [])
     damages: list[Damage] = []
     for sp in targets:
@@ -101,7 +116,7 @@ def verify(store: Store, db: Database | None, paths: Iterable[StorePath] | None)
     return damages
 
 
-def delete_many(store: Store, db: Database, wanted: set[StorePath]) -> None:
+def delete_many(store: StoreView, db: Database, wanted: set[StorePath]) -> None:
     valid = db.valid_subset(wanted)
     refs: dict[StorePath, set[StorePath]] = {}
     for sp in sorted(valid):
@@ -131,9 +146,9 @@ def delete_many(store: Store, db: Database, wanted: set[StorePath]) -> None:
                 tree.remove(store.host_path(sp))
 
 
-def reindex_locked(store: Store, db: Database) -> int:
+def reindex_locked(store: StoreView, db: Database) -> int:
     """Body of ``Store.reindex``; the caller holds the store-wide lock."""
-    entries = store._entries()
+    entries = store.entries()
     todo = sorted(entries - db.valid_subset(entries))
     digests = {sp.digest: sp for sp in db.all_valid()}
     digests.update((sp.digest, sp) for sp in todo)

@@ -15,13 +15,14 @@ any Linux laptop or CI runner can run them; the console is the oracle.
 - :mod:`.spec` — collecting tests from recipes and the manifest: ``TestCase``.
 - :mod:`.inputs` — Debian binary packages as pinned store paths.
 - :mod:`.console` — one run: the process group, the log, the patterns, the clock.
-- :mod:`.runner` — the use case: realize, order, skip, run, results.
+- :mod:`.results` — what a test and a run report (the use case that runs
+  them is :mod:`raisin_lock.app.testing`).
 - :mod:`.junit` — JUnit XML for CI.
 """
 
 from __future__ import annotations
 
-from .runner import TestResult, TestRun, run_tests
-from .spec import TestCase, collect
+from raisin_lock.testing.results import TestResult, TestRun
+from raisin_lock.testing.spec import TestCase, collect
 
-__all__ = ["TestCase", "TestResult", "TestRun", "collect", "run_tests"]
+__all__ = ["TestCase", "TestResult", "TestRun", "collect"]

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .spec import Pattern
+from raisin_lock.testing.spec import Pattern
 
 MARK = "\x1e"  # record separator: starts a line raisin's shell wrapper prints
 TAIL_LINES = 30
@@ -115,10 +115,10 @@ class _Watch:
             self._line(line[:cut], log)
             line = line[cut:]
         if line.startswith(MARK):
-            text = line[len(MARK):]
+            text = line[len(MARK) :]
             log.write(text + "\n")  # type: ignore[attr-defined]
             if text.startswith("raisin: step "):
-                self.step_failure = text[len("raisin: "):]
+                self.step_failure = text[len("raisin: ") :]
             return
         log.write(line + "\n")  # type: ignore[attr-defined]
         self.tail.append(line)
@@ -275,11 +275,23 @@ def run(
     progress = f" ({watch.met}/{len(expect)} expected patterns seen)" if expect else ""
     if timed_out:
         what = f"waiting for {watch.waiting_for()}" if expect else "the steps were still running"
-        return Outcome(False, f"timed out after {timeout:g}s {what}{progress}", seconds, tail, watch.met)
+        return Outcome(
+            False, f"timed out after {timeout:g}s {what}{progress}", seconds, tail, watch.met
+        )
     rc = proc.returncode
     if expect:
-        cause = watch.step_failure or (f"the steps exited with status {rc}" if rc else "the steps ended")
-        return Outcome(False, f"{cause} before {watch.waiting_for()} appeared{progress}", seconds, tail, watch.met)
+        cause = watch.step_failure or (
+            f"the steps exited with status {rc}" if rc else "the steps ended"
+        )
+        return Outcome(
+            False,
+            f"{cause} before {watch.waiting_for()} appeared{progress}",
+            seconds,
+            tail,
+            watch.met,
+        )
     if rc != 0:
-        return Outcome(False, watch.step_failure or f"the steps exited with status {rc}", seconds, tail, 0)
+        return Outcome(
+            False, watch.step_failure or f"the steps exited with status {rc}", seconds, tail, 0
+        )
     return Outcome(True, "the steps exited with status 0", seconds, tail, 0)

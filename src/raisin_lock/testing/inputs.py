@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import HashMismatch, InputError
-from ..hashing import Hash
-from ..store_path import StorePath, sanitize_name
+from raisin_lock.errors import HashMismatch, InputError
+from raisin_lock.hashing import Hash
+from raisin_lock.nar import hash_path
+from raisin_lock.store_path import StorePath, sanitize_name
 
 if TYPE_CHECKING:
-    from ..manifest import TestInputSpec
-    from ..store.local import Store
+    from raisin_lock.manifest.model import TestInputSpec
+    from raisin_lock.store.local import Store
 
 
 class InputUnavailable(Exception):
@@ -77,7 +78,9 @@ def _apt_opts() -> list[str]:
 
 def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=_env(), timeout=1800, check=False)
+        return subprocess.run(
+            args, cwd=cwd, capture_output=True, text=True, env=_env(), timeout=1800, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"{args[0]} failed: {exc}") from exc
 
@@ -106,7 +109,7 @@ def _exact_depends(package: str, version: str) -> list[tuple[str, str]]:
     stanza = p.stdout.split("\n\n", 1)[0]
     m = re.search(r"^Depends:\s*(.*)$", stanza, re.MULTILINE)
     deps = []
-    for alt in (m.group(1).split(",") if m else ()):
+    for alt in m.group(1).split(",") if m else ():
         d = re.fullmatch(r"\s*([a-z0-9][a-z0-9+.\-]*)(?::\w+)?\s*\(=\s*([^)\s]+)\)\s*", alt)
         if d:
             deps.append((d.group(1), d.group(2)))
@@ -155,7 +158,14 @@ def resolve(spec: TestInputSpec, store: Store, *, offline: bool = False) -> Reso
     if spec.hash is not None and name is not None:
         sp = StorePath.make("source", Hash.parse(spec.hash), name)
         if store.is_valid(sp):
-            return ResolvedInput(package, spec.version or "", sp, Hash.parse(spec.hash), (f"{package}={spec.version}",), True)
+            return ResolvedInput(
+                package,
+                spec.version or "",
+                sp,
+                Hash.parse(spec.hash),
+                (f"{package}={spec.version}",),
+                True,
+            )
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise InputUnavailable(f"needs apt-get and dpkg-deb to fetch the Debian package {package}")
     version = spec.version or candidate(package)
@@ -170,10 +180,22 @@ def resolve(spec: TestInputSpec, store: Store, *, offline: bool = False) -> Reso
             sp = None  # type: ignore[assignment]
         if sp is not None and store.is_valid(sp):
             if spec.hash is not None and known != Hash.parse(spec.hash):
-                raise HashMismatch(f"Debian package {package} {version} unpacked to {known.sri}, not the pinned {spec.hash}")
-            return ResolvedInput(package, version, sp, known, tuple(lines[2:]), spec.hash is not None and spec.version is not None)
+                raise HashMismatch(
+                    f"Debian package {package} {version} unpacked to {known.sri}, not the pinned {spec.hash}"
+                )
+            return ResolvedInput(
+                package,
+                version,
+                sp,
+                known,
+                tuple(lines[2:]),
+                spec.hash is not None and spec.version is not None,
+            )
     if offline:
-        raise InputError(f"needs the network to download the Debian package {package} {version}", hint="run without --offline")
+        raise InputError(
+            f"needs the network to download the Debian package {package} {version}",
+            hint="run without --offline",
+        )
     with store.tmpdir("test-input") as tmp:
         debs = tmp / "debs"
         debs.mkdir()
@@ -197,8 +219,6 @@ def resolve(spec: TestInputSpec, store: Store, *, offline: bool = False) -> Reso
         if spec.keep:
             _trim(tree, spec.keep)
         if spec.hash is not None:
-            from ..nar import hash_path
-
             found = hash_path(tree)[0]
             if found != Hash.parse(spec.hash):
                 raise HashMismatch(
@@ -209,4 +229,11 @@ def resolve(spec: TestInputSpec, store: Store, *, offline: bool = False) -> Reso
     tmp_index = index.with_name(index.name + f".tmp{os.getpid()}")
     tmp_index.write_text("\n".join([info.path.base, info.nar_hash.sri, *fetched]))
     os.replace(tmp_index, index)
-    return ResolvedInput(package, version, info.path, info.nar_hash, tuple(fetched), spec.hash is not None and spec.version is not None)
+    return ResolvedInput(
+        package,
+        version,
+        info.path,
+        info.nar_hash,
+        tuple(fetched),
+        spec.hash is not None and spec.version is not None,
+    )

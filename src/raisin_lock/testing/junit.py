@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .runner import TestRun
+    from raisin_lock.testing.results import TestRun
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc")
@@ -64,7 +64,13 @@ def render(run: TestRun, *, suite: str = "raisin") -> bytes:
     root.set("errors", ts.get("errors", "0"))
     root.set("time", ts.get("time", "0"))
     for r in results:
-        tc = ET.SubElement(ts, "testcase", classname=_classname(suite, r.origin), name=r.name, time=f"{r.seconds:.3f}")
+        tc = ET.SubElement(
+            ts,
+            "testcase",
+            classname=_classname(suite, r.origin),
+            name=r.name,
+            time=f"{r.seconds:.3f}",
+        )
         if r.inputs:
             props = ET.SubElement(tc, "properties")
             for k, v in sorted(r.inputs.items()):
@@ -80,7 +86,11 @@ def render(run: TestRun, *, suite: str = "raisin") -> bytes:
         if out:
             ET.SubElement(tc, "system-out").text = out
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + bytes(ET.tostring(root, encoding="utf-8")) + b"\n"
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        + bytes(ET.tostring(root, encoding="utf-8"))
+        + b"\n"
+    )
 
 
 def write(run: TestRun, path: Path) -> None:

@@ -21,11 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from raisin_lock.errors import InputError
+from raisin_lock.manifest import recipe as recipes
 
 if TYPE_CHECKING:
-    from ..lockfile import Lock
-    from ..manifest import Manifest, PatternSpec, TestInputSpec, TestSpec
+    from raisin_lock.lock.lockfile import Lock
+    from raisin_lock.manifest.model import Manifest, PatternSpec, TestInputSpec, TestSpec
 
 DEFAULT_TIMEOUT = 120.0
 _PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_.+\-]*)@")
@@ -99,7 +100,6 @@ def _merge(base: TestSpec, override: TestSpec) -> TestSpec:
 
 def collect(lk: Lock, manifest: Manifest | None) -> dict[str, TestCase]:
     """Every test of this stack, in a stable order (recipe tests by build order, then the manifest's)."""
-    from .. import recipe as recipes
 
     owners = _recipe_owners(lk)
     specs: dict[str, tuple[str, TestSpec, str | None]] = {}  # name -> (origin, spec, owning recipe)
@@ -127,7 +127,8 @@ def collect(lk: Lock, manifest: Manifest | None) -> dict[str, TestCase]:
             if a not in cases:
                 raise InputError(
                     f"unknown test {a!r} in 'after' (known: {', '.join(sorted(cases))})",
-                    file=case.file, key=f"tests.{tname}.after",
+                    file=case.file,
+                    key=f"tests.{tname}.after",
                 )
     order(cases, list(cases))  # cycles are errors
     return cases
@@ -142,7 +143,11 @@ def _resolve(
     manifest: Manifest | None,
     owners: dict[str, str],
 ) -> TestCase:
-    where = origin.split(" + ")[-1] if " + " in origin or recipe_name is None else f"recipes/{recipe_name}.toml"
+    where = (
+        origin.split(" + ")[-1]
+        if " + " in origin or recipe_name is None
+        else f"recipes/{recipe_name}.toml"
+    )
     needs: dict[str, str | None] = {}
     absent: dict[str, str] = {}
     for n in spec.needs or ():
@@ -163,8 +168,6 @@ def _resolve(
             values[f"{n}.version"] = v
             values[f"{n}.release"] = m.group(0) if m else v
     if recipe_name is not None:
-        from .. import recipe as recipes
-
         opts: dict[str, Any] = dict(recipes.load(recipe_name).options)
         owner = owners.get(recipe_name)
         if manifest is not None and owner in manifest.components:
@@ -180,7 +183,8 @@ def _resolve(
                 return m.group(0)  # the test is skipped anyway
             raise InputError(
                 f"unknown placeholder @{k}@ (known: {', '.join('@' + v + '@' for v in sorted(values)) or 'none'})",
-                file=where, key=f"tests.{tname}.{key}",
+                file=where,
+                key=f"tests.{tname}.{key}",
             )
 
         return _PLACEHOLDER.sub(sub, text)
@@ -201,7 +205,9 @@ def _resolve(
     inputs = dict(spec.inputs or {})
     clash = set(inputs) & set(needs)
     if clash:
-        raise InputError(f"{min(clash)!r} is both an input and a need", file=where, key=f"tests.{tname}.inputs")
+        raise InputError(
+            f"{min(clash)!r} is both an input and a need", file=where, key=f"tests.{tname}.inputs"
+        )
     return TestCase(
         name=tname,
         origin=origin,
@@ -239,8 +245,10 @@ def order(cases: dict[str, TestCase], selected: list[str]) -> list[str]:
         if n in placed:
             return
         if n in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(n):], n])
-            raise InputError(f"tests come after each other in a cycle: {cycle}", key=f"tests.{n}.after")
+            cycle = " -> ".join([*visiting[visiting.index(n) :], n])
+            raise InputError(
+                f"tests come after each other in a cycle: {cycle}", key=f"tests.{n}.after"
+            )
         visiting.append(n)
         for a in sorted(cases[n].after, key=rank.__getitem__):
             visit(a)

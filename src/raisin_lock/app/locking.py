@@ -1,0 +1,279 @@
+"""Locking: resolve the manifest into the lock, changing only what must change.
+
+``raisin lock`` pins new and changed components (source, recipe expanded
+into plain steps, build-dependency versions, output paths) and keeps every
+other pin byte for byte; ``--update`` re-resolves named components (or all),
+``--check`` writes nothing and says what is stale. Which components are
+stale is :mod:`raisin_lock.lock.freshness`'s to say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from raisin_lock.app import following
+from raisin_lock.app.builddeps import detect
+from raisin_lock.app.project import Project, Report, quiet, read_lock
+from raisin_lock.errors import unknown_component
+from raisin_lock.hashing import Hash
+from raisin_lock.lock import freshness, graph, lockfile, toolchain
+from raisin_lock.lock.lockfile import Lock, LockedComponent
+from raisin_lock.lock.pins import LockedSource
+from raisin_lock.manifest import actions
+from raisin_lock.manifest import recipe as recipes
+from raisin_lock.manifest.quick import fingerprint, quick_components
+from raisin_lock.sources import FetchContext, resolve
+from raisin_lock.sources import path as path_source
+from raisin_lock.store_path import StorePath
+
+if TYPE_CHECKING:
+    from raisin_lock.manifest.model import ComponentSpec, Manifest
+
+
+@dataclass
+class LockResult:
+    lock: Lock
+    written: bool
+    stale: dict[str, str] = field(default_factory=dict)
+    resolved: list[str] = field(default_factory=list)
+
+
+def _recipe_for(name: str, spec: ComponentSpec, m: Manifest) -> recipes.Recipe | None:
+    """The component's recipe (options checked), or None for plain build steps."""
+    if spec.recipe is None:
+        return None
+    try:
+        r = recipes.load(spec.recipe)
+        recipes.check_options(r, spec.options)
+    except recipes.RecipeError as exc:
+        raise m.error(f"components.{name}.recipe", str(exc)) from None
+    return r
+
+
+def _expand(
+    name: str, spec: ComponentSpec, m: Manifest, versions: dict[str, str]
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(steps, env, build-dependency packages) of a component, recipe expanded."""
+    r = _recipe_for(name, spec, m)
+    env = dict(r.env) if r else {}
+    env.update(spec.env)
+    if spec.build is not None:
+        steps = spec.build
+    else:
+        assert r is not None
+        known = {"version": versions[name], **{d: versions[d] for d in spec.deps}}
+        try:
+            steps = recipes.expand(r, spec.options, known)
+        except recipes.RecipeError as exc:
+            raise m.error(f"components.{name}.recipe", str(exc)) from None
+    steps = (*spec.pre_build, *steps, *spec.post_build)
+    family = _distro_family()
+    bdeps = tuple(dict.fromkeys((*(r.build_deps.get(family, ()) if r else ()), *spec.build_deps)))
+    return steps, tuple(sorted(env.items())), bdeps
+
+
+def _activation_for(name: str, spec: ComponentSpec, m: Manifest) -> actions.ActivationSpec:
+    """The recipe's [activate] table overridden key by key by the component's (raisin_lock.actions)."""
+    base = actions.NONE
+    r = _recipe_for(name, spec, m)
+    if r is not None and r.activate:
+        try:
+            base = actions.parse(r.activate)
+        except actions.ActionError as exc:
+            raise m.error(
+                f"components.{name}.recipe", f"recipe {spec.recipe!r}: activate.{exc}"
+            ) from None
+    return actions.merge(base, spec.activation)
+
+
+def _distro_family() -> str:
+    """The host's distro family for recipes' build-deps (debian when unknown)."""
+    distro, _ = detect()
+    return distro.family if distro is not None else "debian"
+
+
+def lock(
+    project: Project,
+    *,
+    update: list[str] | None = None,
+    check: bool = False,
+    offline: bool = False,
+    report: Report = quiet,
+) -> LockResult:
+    """Resolve new or changed components; keep every other pin as it is.
+
+    ``update``: None = only what changed, [] = everything, [names] = those.
+    ``check``: write nothing; return the stale components (and why).
+    """
+    old = read_lock(project)
+    if old is not None and update is None:
+        raw = quick_components(project.manifest_path)
+        if raw is not None:
+            decls = {n: fingerprint(t) for n, t in raw.items()}
+            paths = {
+                n: t["source"]["path"]
+                for n, t in raw.items()
+                if isinstance(t.get("source"), dict) and "path" in t["source"]
+            }
+            follows = {n: t["follows"] for n, t in raw.items() if isinstance(t.get("follows"), str)}
+            if not _stale(
+                project, old, decls, paths, (), check=check, offline=offline, follows=follows
+            ):
+                return LockResult(lock=old, written=False)
+
+    m = project.load_manifest()
+    update_all = update is not None and len(update) == 0
+    wanted = set(update or ())
+    for n in sorted(wanted):
+        if n not in m.components:
+            raise unknown_component(n, m.components, key="--update")
+    decls = {name: m.fingerprint(name) for name in m.components}
+    if old is None or any(
+        n not in old.components or old.components[n].decl != d for n, d in decls.items()
+    ):
+        graph.build(m)  # dependency cycles are errors
+        following.check_follows(m)
+    if old is not None and not update_all and old.system == toolchain.system():
+        system, tools = old.system, dict(old.toolchain)
+    else:
+        system, tools = (
+            toolchain.system(),
+            (toolchain.probe() if not check else dict(old.toolchain) if old else {}),
+        )
+    paths = {n: s.source.path for n, s in m.components.items() if s.source.path is not None}
+    forced = list(m.components) if update_all else sorted(wanted)
+    follows = {n: s.follows for n, s in m.components.items() if s.follows}
+    reasons = (
+        _stale(project, old, decls, paths, forced, check=check, offline=offline, follows=follows)
+        if old is not None
+        else {n: "not in the lock" for n in m.components}
+    )
+    store = project.store(create=not check)
+    ctx = FetchContext(store=store, base_dir=project.dir, offline=offline, file=m.display)
+    if check:
+        stale = reasons or ({} if old is not None else {"(lock)": "no raisin.lock"})
+        return LockResult(lock=old or Lock(system, tools), written=False, stale=stale)
+    reasons = {n: r for n, r in reasons.items() if n in m.components}
+    removed = [n for n in (old.components if old else {}) if n not in m.components]
+    if not reasons and not removed and old is not None:
+        return LockResult(lock=old, written=False)
+
+    for name in sorted(reasons):
+        _recipe_for(name, m.components[name], m)  # fail on a bad recipe before fetching anything
+    resolved: dict[str, tuple[LockedSource, str]] = {}
+    for name in following.follow_order(m, reasons):
+        spec = m.components[name]
+        ctx.component, ctx.key = name, f"components.{name}.source"
+        source = spec.source
+        if spec.follows and source.git is not None and source.ref is None:
+            leader = (
+                resolved[spec.follows][0]
+                if spec.follows in resolved
+                else _kept(old, spec.follows).source
+            )
+            source = source.model_copy(
+                update={"ref": following.followed_ref(name, spec, leader, store, m)}
+            )
+        if source is spec.source:
+            report(f"resolving {name} ({_describe_source(spec)})")
+        else:
+            report(
+                f"resolving {name} (git {source.git} {source.ref}, as {spec.follows}'s Config.mk names)"
+            )
+        src = resolve(source, ctx)
+        resolved[name] = (src, spec.version or src.version_hint or "local")
+    versions = {
+        n: (resolved[n][1] if n in resolved else _kept(old, n).version) for n in m.components
+    }
+    pending: dict[
+        str, tuple[LockedSource, str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]
+    ] = {}
+    for name, (src, version) in resolved.items():
+        steps, env, bdeps = _expand(name, m.components[name], m, versions)
+        pending[name] = (src, version, steps, env, bdeps)
+    all_bdeps = sorted({p for *_, bdeps in pending.values() for p in bdeps})
+    versions_installed = toolchain.package_versions(all_bdeps) if all_bdeps else {}
+
+    comps: dict[str, LockedComponent] = {}
+    placeholder = Hash(b"\0" * 32)
+    for name, spec in m.components.items():
+        if name in pending:
+            src, version, steps, env, bdeps = pending[name]
+            comps[name] = LockedComponent(
+                name=name,
+                version=version,
+                source=src,
+                steps=steps,
+                env=env,
+                deps=tuple(sorted(spec.deps)),
+                build_deps=tuple(
+                    sorted((p, versions_installed.get(p, "not installed")) for p in bdeps)
+                ),
+                decl=decls[name],
+                out=_placeholder_out(),
+                drv=placeholder,
+                recipe=spec.recipe,
+                activate=_activation_for(name, spec, m),
+            )
+        else:
+            assert old is not None
+            comps[name] = old.components[name]
+    new = Lock(system=system, toolchain=tools, components=comps)
+    for name, drv in new.derivations().items():
+        c = comps[name]
+        comps[name] = LockedComponent(**{**c.__dict__, "out": drv.out, "drv": drv.hash()})
+    written = lockfile.write(project.lock_path, new)
+    return LockResult(lock=new, written=written, resolved=sorted(pending), stale=reasons)
+
+
+def _stale(
+    project: Project,
+    old: Lock,
+    decls: dict[str, str],
+    paths: dict[str, str],
+    forced: list[str] | tuple[str, ...],
+    *,
+    check: bool,
+    offline: bool,
+    follows: dict[str, str],
+) -> dict[str, str]:
+    """Why each component needs resolving again; path sources are hashed here (I/O)."""
+    ctxs: list[FetchContext] = []  # made on first use: making one may create the store
+
+    def path_changed(name: str) -> bool:
+        if not ctxs:
+            ctxs.append(
+                FetchContext(
+                    store=project.store(create=not check), base_dir=project.dir, offline=offline
+                )
+            )
+        ctx = ctxs[0]
+        ctx.key = f"components.{name}.source.path"
+        current: Hash = path_source.current_hash(paths[name], ctx)
+        return current != old.components[name].source.nar_hash
+
+    return freshness.stale_reasons(
+        old, decls, path_sources=paths, path_changed=path_changed, forced=forced, follows=follows
+    )
+
+
+def _kept(old: Lock | None, name: str) -> LockedComponent:
+    """A component not resolved again: the old lock has it (staleness said so)."""
+    assert old is not None, name
+    return old.components[name]
+
+
+def _placeholder_out() -> StorePath:
+    return StorePath("0" * 32, "placeholder")
+
+
+def _describe_source(spec: ComponentSpec) -> str:
+    s = spec.source
+    if s.kind == "git":
+        return f"git {s.git} {s.ref or 'HEAD'}"
+    if s.kind == "path":
+        return f"path {s.path}"
+    if s.kind == "url":
+        return f"url {s.url}"
+    return f"debian {s.debian} {s.version}"
