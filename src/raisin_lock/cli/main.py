@@ -25,6 +25,8 @@ COMMANDS = [
     "push",
     "export",
     "import",
+    "why",
+    "why_depends",
 ]
 
 
