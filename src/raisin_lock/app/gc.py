@@ -148,6 +148,8 @@ def find_roots(store: Store, extra_profiles: list[Path] = ()) -> Roots:  # type:
             for c in lk.components.values():
                 roots.runtime.add(c.out)
                 roots.build.add(c.source.store_path)
+                if c.fetched is not None:
+                    roots.build.add(c.fetched)
         elif name.startswith("profiles-"):
             profile_dirs.add(target)
 

@@ -9,12 +9,14 @@ stale is :mod:`raisin_lock.lock.freshness`'s to say.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from raisin_lock.app import following
 from raisin_lock.app.builddeps import detect
 from raisin_lock.app.project import Project, Report, quiet, read_lock
+from raisin_lock.build import fetching
+from raisin_lock.build.sandbox import select_sandbox
 from raisin_lock.errors import unknown_component
 from raisin_lock.hashing import Hash
 from raisin_lock.lock import freshness, graph, lockfile, toolchain
@@ -23,7 +25,7 @@ from raisin_lock.lock.pins import LockedSource
 from raisin_lock.manifest import actions
 from raisin_lock.manifest import recipe as recipes
 from raisin_lock.manifest.quick import fingerprint, quick_components
-from raisin_lock.sources import FetchContext, resolve
+from raisin_lock.sources import FetchContext, materialize, resolve
 from raisin_lock.sources import path as path_source
 from raisin_lock.store_path import StorePath
 
@@ -71,6 +73,60 @@ def _expand(
     family = _distro_family()
     bdeps = tuple(dict.fromkeys((*(r.build_deps.get(family, ()) if r else ()), *spec.build_deps)))
     return steps, tuple(sorted(env.items())), bdeps
+
+
+def _fetch_steps(
+    name: str, spec: ComponentSpec, m: Manifest, versions: dict[str, str], source_kind: str
+) -> tuple[str, ...]:
+    """The component's fetch steps: its own ``fetch``, else its recipe's (for this source kind)."""
+    if spec.fetch is not None:
+        return spec.fetch
+    r = _recipe_for(name, spec, m)
+    if r is None or not r.fetch:
+        return ()
+    known = {"version": versions[name], **{d: versions[d] for d in spec.deps}}
+    try:
+        return recipes.expand(r, spec.options, known, source=source_kind, fetch=True)
+    except recipes.RecipeError as exc:
+        raise m.error(f"components.{name}.recipe", str(exc)) from None
+
+
+def _fetch_hash(
+    ctx: FetchContext,
+    name: str,
+    spec: ComponentSpec,
+    src: LockedSource,
+    steps: tuple[str, ...],
+    old: Lock | None,
+    *,
+    refresh: bool,
+    offline: bool,
+    report: Report,
+) -> Hash | None:
+    """The pinned NAR hash of what ``steps`` leave: given, kept from the old lock, or fetched now."""
+    if not steps:
+        return None
+    if spec.fetch_hash is not None:
+        return Hash.parse(spec.fetch_hash)
+    prev = old.components.get(name) if old is not None else None
+    if (
+        not refresh
+        and prev is not None
+        and prev.fetch == steps
+        and prev.source == src
+        and prev.fetch_hash
+    ):
+        return prev.fetch_hash
+    report(f"fetching {name} (its fetch steps run with network)")
+    mode = select_sandbox("auto")
+    source = materialize(src, replace(ctx, component=name, key=f"components.{name}.source"))
+    _sp, got = fetching.fetch(
+        ctx.store, name, steps, source, src.date, None, mode=mode, offline=offline
+    )
+    report(
+        f"pinned {name}'s fetched tree: fetch-hash = {got.sri!r} (add it to raisin.toml to require it)"
+    )
+    return got
 
 
 def _activation_for(name: str, spec: ComponentSpec, m: Manifest) -> actions.ActivationSpec:
@@ -189,9 +245,24 @@ def lock(
     pending: dict[
         str, tuple[LockedSource, str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]
     ] = {}
+    fetches: dict[str, tuple[tuple[str, ...], Hash | None]] = {}
     for name, (src, version) in resolved.items():
-        steps, env, bdeps = _expand(name, m.components[name], m, versions)
+        spec = m.components[name]
+        steps, env, bdeps = _expand(name, spec, m, versions)
         pending[name] = (src, version, steps, env, bdeps)
+        fetch = _fetch_steps(name, spec, m, versions, src.kind)
+        fetch_hash = _fetch_hash(
+            ctx,
+            name,
+            spec,
+            src,
+            fetch,
+            old,
+            refresh=update_all or name in wanted,
+            offline=offline,
+            report=report,
+        )
+        fetches[name] = (fetch, fetch_hash)
     all_bdeps = sorted({p for *_, bdeps in pending.values() for p in bdeps})
     versions_installed = toolchain.package_versions(all_bdeps) if all_bdeps else {}
 
@@ -213,6 +284,8 @@ def lock(
                 decl=decls[name],
                 out=_placeholder_out(),
                 drv=placeholder,
+                fetch=fetches[name][0],
+                fetch_hash=fetches[name][1],
                 recipe=spec.recipe,
                 activate=_activation_for(name, spec, m),
             )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 from raisin_lock.app import planning
 from raisin_lock.app.builddeps import require_installed
@@ -21,7 +20,7 @@ from raisin_lock.app.gc import guard, register_lock_root
 from raisin_lock.app.project import Project, Report, load_lock, quiet
 from raisin_lock.build.events import Events
 from raisin_lock.build.result import RealizeResult
-from raisin_lock.build.sandbox import check_sandbox
+from raisin_lock.build.sandbox import select_sandbox
 from raisin_lock.build.scheduler import Scheduler
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError
@@ -29,14 +28,6 @@ from raisin_lock.lock import toolchain
 from raisin_lock.sources import FetchContext, fetch_tree
 from raisin_lock.store.local import Store
 from raisin_lock.store.path_info import Damage
-
-
-def select_sandbox(mode: str) -> Literal["bwrap", "none"]:
-    """'auto'/'bwrap' -> 'bwrap' if it works here (else SandboxUnavailable); 'none' -> 'none'."""
-    if mode == "none":
-        return "none"
-    check_sandbox()
-    return "bwrap"
 
 
 def realize(

@@ -75,6 +75,8 @@ _ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # dynamic loader and for ld's search of -rpath-link. Nothing with secrets,
 # nothing network-related.
 _ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
+# What a *fetch* (BuildSpec.network) adds: name resolution and the CA certificates.
+_ETC_FOR_NETWORK = ("resolv.conf", "nsswitch.conf", "hosts", "ssl", "ca-certificates", "gitconfig")
 
 _INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, "
@@ -131,6 +133,7 @@ class BuildSpec:
     source_date_epoch: int
     jobs: int
     sandbox: SandboxMode
+    network: bool = False  # fetch steps only: the host's network, nothing else more
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ValueError:
@@ -195,6 +198,14 @@ def check_sandbox(bwrap: str | None = None) -> None:
     _cached_probe()
 
 
+def select_sandbox(mode: str) -> Literal["bwrap", "none"]:
+    """'auto'/'bwrap' -> 'bwrap' if it works here (else SandboxUnavailable); 'none' -> 'none'."""
+    if mode == "none":
+        return "none"
+    check_sandbox()
+    return "bwrap"
+
+
 def _cached_probe() -> _Bwrap:
     global _probe_result
     with _probe_lock:
@@ -240,9 +251,11 @@ def _probe(path: str) -> _Bwrap:
     )
 
 
-def _namespace_args(userns: bool) -> list[str]:
+def _namespace_args(userns: bool, network: bool = False) -> list[str]:
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--hostname", HOSTNAME]  # fmt: skip
+    if network:
+        args.append("--share-net")
     if userns:
         args += ["--unshare-user", "--uid", str(BUILD_UID), "--gid", str(BUILD_GID)]
     return args
@@ -384,16 +397,18 @@ def _bwrap_argv(
     spec: BuildSpec, bwrap: _Bwrap, env: Mapping[str, str], info_fd: int, data_fds: list[int]
 ) -> list[str]:
     """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
-    argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns)]
+    argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns, spec.network)]
     argv += _root_args()
 
     argv += ["--perms", "0755", "--dir", "/etc"]
-    for name in _ETC_FROM_HOST:
+    generated = _etc_files(0, 0)
+    etc = _ETC_FROM_HOST + tuple(n for n in _ETC_FOR_NETWORK if n not in generated) * spec.network
+    for name in etc:
         host = "/etc/" + name
         if os.path.lexists(host):
             argv += ["--ro-bind", host, host]
     uid, gid = (BUILD_UID, BUILD_GID) if bwrap.userns else (os.getuid(), os.getgid())
-    for name, text in _etc_files(uid, gid).items():
+    for name, text in _etc_files(uid, gid, spec.network).items():
         fd = _data_fd(text)
         data_fds.append(fd)
         argv += ["--perms", "0644", "--ro-bind-data", str(fd), "/etc/" + name]
@@ -416,7 +431,7 @@ def _bwrap_argv(
     return argv
 
 
-def _etc_files(uid: int, gid: int) -> dict[str, str]:
+def _etc_files(uid: int, gid: int, network: bool = False) -> dict[str, str]:
     users = {
         0: "root:x:0:0:root:/root:/bin/sh",
         65534: "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
@@ -428,7 +443,8 @@ def _etc_files(uid: int, gid: int) -> dict[str, str]:
         "passwd": "".join(line + "\n" for _, line in sorted(users.items())),
         "group": "".join(line + "\n" for _, line in sorted(groups.items())),
         "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files"
+        + (" dns\n" if network else "\n"),
     }
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from raisin_lock.build import sandbox
+from raisin_lock.build import fetching, sandbox
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.result import Failure, RealizeResult
@@ -344,7 +344,23 @@ class Scheduler:
 
         comp = self.lock.components[name]
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
-        return materialize(comp.source, ctx)
+        if comp.fetched is not None and self.store.is_valid(comp.fetched):
+            return comp.fetched  # the fetched tree is all the build needs
+        src = materialize(comp.source, ctx)
+        if not comp.fetch:
+            return src
+        fetched, _ = fetching.fetch(
+            self.store,
+            name,
+            comp.fetch,
+            src,
+            comp.source.date,
+            comp.fetch_hash,
+            mode=self.sandbox,
+            offline=ctx.offline,
+            file=ctx.file,
+        )
+        return fetched
 
     def _build_one(self, name: str) -> str:
 

@@ -4,7 +4,8 @@ An :class:`UnresolvedDerivation` names its dependencies; resolving it against
 the dependencies' output paths gives a :class:`Derivation`, the only kind that
 has an output path. The hash covers everything that can change the bytes of
 the output — source content and date, expanded steps, environment,
-dependencies' output paths, system and toolchain record — serialised as
+dependencies' output paths, system and toolchain record, and (when there
+are fetch steps) those steps and the NAR hash of the tree they left — serialised as
 canonical JSON. Where a source came from (URL, ref) does not count: the
 same content from a mirror gives the same output.
 """
@@ -40,6 +41,8 @@ class UnresolvedDerivation:
     deps: tuple[str, ...]
     build_deps: tuple[tuple[str, str], ...]
     toolchain: tuple[tuple[str, str], ...]
+    fetch: tuple[str, ...] = ()
+    fetch_hash: Hash | None = None
 
     def resolve(self, outs: Mapping[str, StorePath]) -> Derivation:
         return Derivation(self, tuple((d, outs[d]) for d in sorted(self.deps)))
@@ -72,6 +75,11 @@ class Derivation:
             "build_deps": dict(b.build_deps),
             "toolchain": dict(b.toolchain),
         }
+        if b.fetch:  # absent otherwise, so derivations without fetch steps keep their hashes
+            doc["fetch"] = {
+                "steps": list(b.fetch),
+                "nar_hash": b.fetch_hash.sri if b.fetch_hash else None,
+            }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def hash(self) -> Hash:

@@ -108,6 +108,11 @@ class LockedSource:
         return spec.debian == self.debian and spec.version == self.debian_version
 
 
+def fetched_store_path(nar_hash: Hash, name: str) -> StorePath:
+    """Where the tree a component's fetch steps left lives: named by its NAR hash."""
+    return StorePath.make("source", nar_hash, f"{sanitize_name(name)}-fetched")
+
+
 def source_store_path(nar_hash: Hash, label: str) -> StorePath:
     return StorePath.make("source", nar_hash, f"{label}-source")
 

@@ -98,6 +98,8 @@ class ComponentSpec(_Strict):
     build_deps: tuple[str, ...] = Field(default=(), alias="build-deps")
     pre_build: tuple[str, ...] = Field(default=(), alias="pre-build")
     post_build: tuple[str, ...] = Field(default=(), alias="post-build")
+    fetch: tuple[str, ...] | None = None  # None: the recipe's fetch steps (if any)
+    fetch_hash: str | None = Field(default=None, alias="fetch-hash")
     follows: str | None = None
     activate: dict[str, Any] | None = None  # checked in load(): raisin_lock.actions
 
@@ -114,6 +116,16 @@ class ComponentSpec(_Strict):
             if name in RESERVED_ENV:
                 raise ValueError(f"{name!r} is set by raisin and cannot be overridden")
         return env
+
+    @field_validator("fetch_hash")
+    @classmethod
+    def _fetch_hash(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                Hash.parse(v)
+            except ValueError:
+                raise ValueError(f"expected an SRI hash (sha256-BASE64), found {v!r}") from None
+        return v
 
     @field_validator("version")
     @classmethod

@@ -9,6 +9,12 @@ A recipe is a TOML file shipped in ``raisin_lock/recipes/``:
   version condition (``version`` is the component's own, ``DEP.version`` a
   dependency's; clauses joined with ``and``; ``has DEP`` tests that a
   dependency is declared; a bare option name tests that it is true);
+- ``fetch``: steps that run *with network* before the build, in a sandbox
+  that can write only the working copy of the source (``meson subprojects
+  download``, GRUB's ``./bootstrap``); the tree they leave is pinned in the
+  lock by its NAR hash (Nix's fixed-output idea). Same forms as ``steps``; a
+  ``when = "source git"`` clause limits a step to one kind of source (a
+  Debian source package is complete already);
 - ``env``: fixed environment (the reproducibility knobs live here);
 - ``[build-deps]``: package names per distro family (debian, fedora, opensuse);
 - ``[activate]``: host configuration actions (see :mod:`raisin_lock.activation`);
@@ -62,6 +68,7 @@ class Recipe:
     env: dict[str, str] = field(default_factory=dict)
     activate: dict[str, Any] = field(default_factory=dict)
     tests: dict[str, Any] = field(default_factory=dict)  # name -> manifest.TestSpec
+    fetch: tuple[Step, ...] = ()
 
 
 class RecipeError(ValueError):
@@ -86,15 +93,20 @@ def load(name: str) -> Recipe:
     data = tomllib.loads(text)
     if data.get("format", 1) > RECIPE_FORMAT:
         raise RecipeError(f"recipe {name!r} has a newer format than this raisin understands")
-    steps = []
-    for s in data["steps"]:
-        steps.append(Step(s) if isinstance(s, str) else Step(s["run"], s.get("when")))
+    steps = [
+        Step(s) if isinstance(s, str) else Step(s["run"], s.get("when")) for s in data["steps"]
+    ]
+    fetch = [
+        Step(s) if isinstance(s, str) else Step(s["run"], s.get("when"))
+        for s in data.get("fetch", [])
+    ]
     return Recipe(
         name=name,
         doc=data.get("doc", ""),
         options=dict(data.get("options", {})),
         steps=tuple(steps),
         build_deps={k: tuple(v) for k, v in data.get("build-deps", {}).items()},
+        fetch=tuple(fetch),
         text_hash=hashlib.sha256(text.encode()).hexdigest(),
         env=dict(data.get("env", {})),
         activate=dict(data.get("activate", {})),
@@ -162,8 +174,11 @@ _OPS = {
 }
 
 
-def condition(expr: str, versions: Mapping[str, str], options: Mapping[str, Any]) -> bool:
-    """Evaluate ``when``: ``version >= 4.7 and xen.version < 4.19``, ``has ovmf``, ``not OPTION``."""
+def condition(
+    expr: str, versions: Mapping[str, str], options: Mapping[str, Any], source: str | None = None
+) -> bool:
+    """Evaluate ``when``: ``version >= 4.7 and xen.version < 4.19``, ``has ovmf``, ``not OPTION``,
+    ``source git`` (the component's source kind: git, path, url or debian)."""
     result = True
     for clause in re.split(r"\s+and\s+", expr.strip()):
         clause = clause.strip()
@@ -190,6 +205,8 @@ def condition(expr: str, versions: Mapping[str, str], options: Mapping[str, Any]
                 value = _OPS[op](version_key(versions[key]), version_key(want))
         elif clause.startswith("has "):
             value = clause[4:].strip() in versions
+        elif clause.startswith("source "):
+            value = source == clause[7:].strip()
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", clause):
             if clause not in options:
                 raise RecipeError(f"condition {clause!r} names no option")
@@ -204,11 +221,15 @@ def expand(
     recipe: Recipe,
     options: Mapping[str, Any],
     versions: Mapping[str, str] | None = None,
+    *,
+    source: str | None = None,
+    fetch: bool = False,
 ) -> tuple[str, ...]:
-    """Plain steps: conditions decided, placeholders filled.
+    """Plain steps (``fetch``: the fetch steps): conditions decided, placeholders filled.
 
     ``versions``: the component's own version under ``"version"`` and each
-    declared dependency's version under its name.
+    declared dependency's version under its name; ``source``: the kind of
+    the component's source, for ``when = "source git"``.
     """
     check_options(recipe, options)
     versions = versions or {}
@@ -226,8 +247,8 @@ def expand(
         return _render(merged[key])
 
     out = []
-    for step in recipe.steps:
-        if step.when is not None and not condition(step.when, versions, merged):
+    for step in recipe.fetch if fetch else recipe.steps:
+        if step.when is not None and not condition(step.when, versions, merged, source):
             continue
         text = _PLACEHOLDER.sub(sub, step.run).strip()
         if text:

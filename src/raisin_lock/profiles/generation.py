@@ -191,6 +191,8 @@ def build_inputs(lock: Lock, names: list[str]) -> set[StorePath]:
     for n in lock.closure(names):
         c = lock.components[n]
         result.add(c.source.store_path)
+        if c.fetched is not None:
+            result.add(c.fetched)
         if n not in names:
             result.add(c.out)
     return result
