@@ -66,7 +66,7 @@ def _expand(
         assert r is not None
         known = {"version": versions[name], **{d: versions[d] for d in spec.deps}}
         try:
-            steps = recipes.expand(r, spec.options, known)
+            steps = recipes.expand(r, spec.options, known, source=spec.source.kind)
         except recipes.RecipeError as exc:
             raise m.error(f"components.{name}.recipe", str(exc)) from None
     steps = (*spec.pre_build, *steps, *spec.post_build)
