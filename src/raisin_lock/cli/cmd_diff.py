@@ -10,8 +10,10 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("diff", help="compare two locks")
-    p.add_argument("old")
-    p.add_argument("new", nargs="?")
+    p.add_argument("old", metavar="OLD.lock", help="the lock to compare from")
+    p.add_argument(
+        "new", nargs="?", metavar="NEW.lock", help="the lock to compare to (default: raisin.lock)"
+    )
     p.set_defaults(run=run)
 
 

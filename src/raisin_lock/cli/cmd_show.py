@@ -10,8 +10,10 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("show", help="pins, hashes, out paths, built or not")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one component (default: all)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (shape: README, JSON output)"
+    )
     p.set_defaults(run=run)
 
 

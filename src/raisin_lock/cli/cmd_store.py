@@ -13,14 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = p.add_subparsers(dest="store_cmd", metavar="SUBCOMMAND")
     s.required = True
     d = s.add_parser("dump", help="write the NAR of PATH to stdout")
-    d.add_argument("path")
+    d.add_argument("path", metavar="PATH", help="any file, directory or symlink")
     d.set_defaults(run=run_dump)
     h = s.add_parser("hash", help="print the SRI NAR hash of PATH")
-    h.add_argument("path")
+    h.add_argument("path", metavar="PATH", help="any file, directory or symlink")
     h.add_argument("--base32", action="store_true", help="print sha256:<nix base32> instead")
     h.set_defaults(run=run_hash)
     v = s.add_parser("verify", help="rehash every valid path; exit 1 on damage")
-    v.add_argument("--repair", action="store_true")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="refetch damaged sources and rebuild damaged outputs named in raisin.lock",
+    )
     v.set_defaults(run=run_verify)
     o = s.add_parser("optimise", help="hard-link identical files across store paths")
     o.set_defaults(run=run_optimise)

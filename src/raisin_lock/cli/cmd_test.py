@@ -33,8 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "-j", "--jobs", type=int, default=None, help="build jobs for realizing what is missing"
     )
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
-    p.add_argument("--offline", action="store_true")
+    p.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="fetch nothing: use only sources already in the store or local mirrors",
+    )
     p.set_defaults(run=run)
 
 
