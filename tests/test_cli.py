@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import raisin
 
 from raisin_lock.cli.main import build_parser
@@ -68,3 +72,80 @@ def test_unknown_flag_is_still_exit_2(tmp_path: Path) -> None:
     r = raisin("lock", "--no-such-flag", cwd=tmp_path)
     assert r.code == 2
     assert "unrecognized arguments: --no-such-flag" in r.err
+
+
+# -- raisin init -----------------------------------------------------------------------
+
+
+def test_init_then_lock_then_realize_in_an_empty_directory(tmp_path: Path) -> None:
+    assert raisin("init", cwd=tmp_path).code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hello", "raisin.toml"]
+    assert raisin("lock", cwd=tmp_path).code == 0
+    r = raisin("realize", "--sandbox", "bwrap", cwd=tmp_path)
+    assert r.code == 0, r
+    shown = json.loads(raisin("show", "--json", cwd=tmp_path).out)["components"]["hello"]
+    assert shown["built"] is True
+    p = subprocess.run([shown["out"] + "/usr/bin/hello"], capture_output=True, text=True)
+    assert (p.returncode, p.stdout) == (0, "hello from raisin\n")
+
+
+def test_init_does_not_overwrite_the_starter_source(tmp_path: Path) -> None:
+    (tmp_path / "hello").mkdir()
+    (tmp_path / "hello" / "hello.c").write_text("mine\n")
+    r = raisin("init", cwd=tmp_path)
+    assert r.code == 2, r
+    assert (
+        r.err
+        == "error: hello/hello.c: already exists; not overwriting (raisin init writes it for --template starter)\n"
+    )
+    assert not (tmp_path / "raisin.toml").exists()
+    assert (tmp_path / "hello" / "hello.c").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["RELEASE-4.17.0", "stable-4.19", "staging-4.20", "master", "staging", "4.21.0-rc1", "a" * 40],
+)
+def test_init_xen_alone_implies_the_xen_template(tmp_path: Path, ref: str) -> None:
+    r = raisin("init", "--xen", ref, cwd=tmp_path)
+    assert r.code == 0, r
+    comps = tomllib.loads((tmp_path / "raisin.toml").read_text())["components"]
+    assert comps["xen"]["source"]["ref"] == ref
+    assert not (tmp_path / "hello").exists()
+
+
+@pytest.mark.parametrize("ref", ["garbage", "RELEASE-4.21", "4.21", "stable-4", "abc123", "A" * 40])
+def test_init_rejects_a_xen_ref_of_no_known_form(tmp_path: Path, ref: str) -> None:
+    r = raisin("init", "--xen", ref, cwd=tmp_path)
+    assert r.code == 2, r
+    assert r.err == (
+        "error: --xen: expected a Xen tag (RELEASE-X.Y.Z), a branch (stable-X.Y, master, "
+        f"staging) or a full 40-hex commit, found {ref!r}\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_xen_with_another_template_is_bad_input(tmp_path: Path) -> None:
+    r = raisin("init", "--template", "starter", "--xen", "RELEASE-4.21.0", cwd=tmp_path)
+    assert r.code == 2, r
+    assert r.err == "error: --xen: only applies to --template xen, not --template starter\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_xen_4_5_leaves_libvirt_out_and_says_what_is_untested(tmp_path: Path) -> None:
+    assert raisin("init", "--xen", "RELEASE-4.5.0", cwd=tmp_path).code == 0
+    text = (tmp_path / "raisin.toml").read_text()
+    data = tomllib.loads(text)
+    assert "libvirt" not in data["components"]
+    assert "libvirt" not in data["profiles"]["default"]["components"]
+    assert "# libvirt's libxl driver needs Xen >= 4.6; left out for Xen 4.5." in text
+    assert "# UNTESTED with Xen 4.5:" in text
+    assert data["components"]["grub"]["source"]["ref"] == "grub-2.12"
+
+
+def test_init_xen_for_the_tested_release_has_no_untested_note(tmp_path: Path) -> None:
+    assert raisin("init", "--template", "xen", cwd=tmp_path).code == 0
+    text = (tmp_path / "raisin.toml").read_text()
+    assert "UNTESTED" not in text
+    data = tomllib.loads(text)
+    assert "libvirt" in data["profiles"]["default"]["components"]
