@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import raisin
+from conftest import make_repo, raisin
 
 from raisin_lock.cli.main import build_parser
 
@@ -149,3 +149,35 @@ def test_init_xen_for_the_tested_release_has_no_untested_note(tmp_path: Path) ->
     assert "UNTESTED" not in text
     data = tomllib.loads(text)
     assert "libvirt" in data["profiles"]["default"]["components"]
+
+
+# -- where an error is --------------------------------------------------------------------
+
+
+def test_errors_about_manifest_keys_name_the_line(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    make_repo(repo, {"f": "x\n"})
+    manifest = (
+        "# a comment\n"
+        "[components.a]\n"
+        f'source = {{ git = "file://{repo}", ref = "nope" }}\n'
+        'build = ["true"]\n'
+    )
+    (tmp_path / "raisin.toml").write_text(manifest)
+    r = raisin("lock", cwd=tmp_path)
+    assert r.code == 2, r
+    assert r.err.splitlines()[-1] == (
+        f"error: raisin.toml:3: components.a.source: ref 'nope' not found in remote file://{repo}"
+    )
+    # a cycle, from another directory with -C: the file as the user can open it
+    (tmp_path / "raisin.toml").write_text(
+        manifest.replace('ref = "nope"', 'ref = "main"')
+        + '\n[components.b]\nsource = { path = "r" }\ndeps = ["c"]\nbuild = ["true"]\n'
+        + '\n[components.c]\nsource = { path = "r" }\ndeps = ["b"]\nbuild = ["true"]\n'
+    )
+    r = raisin("-C", tmp_path.name, "lock", cwd=tmp_path.parent)
+    assert r.code == 2, r
+    assert r.err == (
+        f"error: {tmp_path.name}/raisin.toml:8: components.b.deps: dependency cycle: b -> c -> b\n"
+    )
+    assert not (tmp_path / "raisin.lock").exists()

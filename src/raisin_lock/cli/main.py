@@ -6,7 +6,10 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raisin_lock.errors import RaisinError
 
 COMMANDS = [
     "init",
@@ -97,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _locate_in_manifest(exc: RaisinError, manifest: Path) -> None:
+    """Give an error about a key of raisin.toml its line: ``raisin.toml:12: components.x.source``."""
+    if exc.line is not None or not exc.key or not exc.file:
+        return
+    try:
+        if Path(exc.file).resolve() != manifest.resolve():
+            return
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    from raisin_lock.manifest.model import locate
+
+    exc.line = locate(text, exc.key)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        _locate_in_manifest(exc, ctx.project.manifest_path)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
