@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_repo, raisin
+from conftest import RAISIN, make_repo, raisin
 
 from raisin_lock.cli.main import build_parser
 
@@ -22,6 +25,8 @@ def _walk(
         if isinstance(a, argparse._SubParsersAction):
             helps = {c.dest: c.help for c in a._choices_actions}
             for name, child in a.choices.items():
+                if name.startswith("__"):  # hidden helpers (raisin __complete)
+                    continue
                 yield path + (name,), a, helps.get(name)
                 yield from _walk(child, path + (name,))
         else:
@@ -181,3 +186,67 @@ def test_errors_about_manifest_keys_name_the_line(tmp_path: Path) -> None:
         f"error: {tmp_path.name}/raisin.toml:8: components.b.deps: dependency cycle: b -> c -> b\n"
     )
     assert not (tmp_path / "raisin.lock").exists()
+
+
+# -- shell completion ---------------------------------------------------------------------
+
+
+def _bash_complete(script: str, words: list[str], cwd: Path) -> list[str]:
+    env = dict(os.environ, PATH=f"{Path(RAISIN).parent}:{os.environ['PATH']}")
+    array = " ".join(shlex.quote(w) for w in words)
+    p = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'{script}\nCOMP_WORDS=({array}); COMP_CWORD={len(words) - 1}; _raisin; printf "%s\\n" "${{COMPREPLY[@]}}"',
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    return [w for w in p.stdout.splitlines() if w]
+
+
+def test_bash_completion_is_valid_and_completes_names_from_the_manifest(
+    demo: Path, tmp_path: Path
+) -> None:
+    r = raisin("completion", "bash", cwd=tmp_path)
+    assert r.code == 0, r
+    assert subprocess.run(["bash", "-n"], input=r.out, text=True).returncode == 0
+    script = r.out
+    assert _bash_complete(script, ["raisin", "rea"], tmp_path) == ["realize"]
+    assert _bash_complete(script, ["raisin", "-C", str(demo), "realize", ""], tmp_path) == [
+        "greet",
+        "hello",
+        "motd",
+    ]
+    assert _bash_complete(script, ["raisin", "show", "h"], demo) == ["hello"]
+    assert _bash_complete(script, ["raisin", "profile", "sw"], demo) == ["switch"]
+    assert _bash_complete(script, ["raisin", "profile", "switch", ""], demo) == ["default"]
+    assert "--keep-going" in _bash_complete(script, ["raisin", "realize", "--k"], demo)
+    assert _bash_complete(script, ["raisin", "realize", "--sandbox", "b"], demo) == ["bwrap"]
+
+
+def test_hidden_complete_prints_the_manifest_names(demo: Path, tmp_path: Path) -> None:
+    r = raisin("-C", str(demo), "__complete", "components", cwd=tmp_path)
+    assert (r.code, r.out, r.err) == (0, "greet\nhello\nmotd\n", "")
+    r = raisin("__complete", "profiles", cwd=demo)
+    assert (r.code, r.out, r.err) == (0, "default\n", "")
+    # no manifest (or a broken one): nothing, quietly
+    r = raisin("__complete", "components", cwd=tmp_path)
+    assert (r.code, r.out, r.err) == (0, "", "")
+    assert "__complete" not in raisin("--help", cwd=tmp_path).out
+
+
+def test_zsh_and_fish_completion_scripts(tmp_path: Path) -> None:
+    zsh = raisin("completion", "zsh", cwd=tmp_path)
+    assert zsh.code == 0 and "bashcompinit" in zsh.out and "complete -F _raisin raisin" in zsh.out
+    fish = raisin("completion", "fish", cwd=tmp_path)
+    assert fish.code == 0, fish
+    assert "__complete components" in fish.out and "-a realize" in fish.out
+    if shutil.which("fish"):  # optional: fish is not part of the CI image
+        assert subprocess.run(["fish", "-n"], input=fish.out, text=True).returncode == 0
+    r = raisin("completion", "tcsh", cwd=tmp_path)
+    assert r.code == 2 and "invalid choice: 'tcsh'" in r.err

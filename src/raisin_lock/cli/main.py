@@ -29,6 +29,7 @@ COMMANDS = [
     "push",
     "export",
     "import",
+    "completion",
 ]
 
 
