@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import RAISIN, make_repo, raisin
+from conftest import RAISIN, Result, make_repo, raisin
 
 from raisin_lock.cli.main import build_parser
 
@@ -250,3 +252,102 @@ def test_zsh_and_fish_completion_scripts(tmp_path: Path) -> None:
         assert subprocess.run(["fish", "-n"], input=fish.out, text=True).returncode == 0
     r = raisin("completion", "tcsh", cwd=tmp_path)
     assert r.code == 2 and "invalid choice: 'tcsh'" in r.err
+
+
+# -- --json ---------------------------------------------------------------------------------
+
+
+def _json(r: Result, code: int = 0) -> Any:
+    assert r.code == code, r
+    return json.loads(r.out)
+
+
+def test_json_output_of_lock_show_diff_verify_gc(demo: Path, tmp_path: Path) -> None:
+    got = _json(raisin("lock", "--json", cwd=demo))
+    assert got["lock"] == "raisin.lock" and got["written"] is True
+    # stale: what the lock lacked before this run
+    assert got["stale"] == {n: "not in the lock" for n in ("greet", "hello", "motd")}
+    assert sorted(got["locked"]) == ["greet", "hello", "motd"]
+    assert got["locked"]["hello"]["version"] == "1.2"
+    assert got["locked"]["hello"]["nar_hash"].startswith("sha256-")
+    shutil.copy(demo / "raisin.lock", tmp_path / "old.lock")
+
+    got = _json(raisin("lock", "--check", "--json", cwd=demo))
+    assert (got["up_to_date"], got["stale"], got["written"]) == (True, {}, False)
+    (demo / "src/motd/motd.txt").write_text("changed\n")
+    before = (demo / "raisin.lock").read_bytes()
+    got = _json(raisin("lock", "--check", "--json", cwd=demo), code=1)
+    assert got["up_to_date"] is False and list(got["stale"]) == ["motd"]
+    assert (demo / "raisin.lock").read_bytes() == before
+
+    assert raisin("lock", cwd=demo).code == 0
+    got = _json(raisin("diff", "--json", str(tmp_path / "old.lock"), cwd=demo))
+    assert (got["added"], got["removed"]) == ([], [])
+    assert sorted(got["changed"]) == ["hello", "motd"]
+    old, new = (got["changed"]["motd"]["fields"]["nar_hash"][k] for k in ("old", "new"))
+    assert old != new and new.startswith("sha256-")
+
+    r = raisin("realize", "motd", cwd=demo)
+    assert r.code == 0, r
+    got = _json(raisin("show", "--json", cwd=demo))
+    motd = got["components"]["motd"]
+    assert motd["source"] == {"kind": "path", "path": "src/motd"}
+    assert motd["built"] is True and got["components"]["hello"]["built"] is False
+    assert set(motd) == {"rev", "nar_hash", "out", "built", "deps", "version", "source"}
+
+    store = demo / "store"
+    assert _json(raisin("store", "verify", "--json", cwd=demo)) == {
+        "ok": True,
+        "damaged": [],
+        "repaired": [],
+    }
+    out = Path(motd["out"])
+    f = out / "usr/share/motd/motd.txt"
+    f.chmod(0o644)
+    out.joinpath("usr/share/motd").chmod(0o755)
+    f.write_text("tampered\n")
+    got = _json(raisin("store", "verify", "--json", cwd=demo), code=1)
+    assert got["ok"] is False and got["repaired"] == []
+    assert {(d["path"], d["kind"]) for d in got["damaged"]} >= {(str(out), "hash")}
+
+    got = _json(raisin("gc", "--dry-run", "--json", cwd=demo))
+    assert got["dry_run"] is True
+    assert all(Path(d["path"]).parent == store.resolve() for d in got["deleted"])
+    assert got["bytes_freed"] == sum(d["bytes"] for d in got["deleted"])
+
+
+def test_json_output_of_profiles(demo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    assert _json(raisin("profile", "list", "--json", cwd=demo)) == {
+        "profiles": {
+            "default": {
+                "current": None,
+                "generations": 0,
+                "active": None,
+                "root": None,
+                "declared": True,
+            }
+        }
+    }
+    r = raisin("profile", "switch", "default", "--root", str(root), "-y", cwd=demo)
+    assert r.code == 0, r
+    got = _json(raisin("profile", "list", "--json", cwd=demo))["profiles"]["default"]
+    assert (got["current"], got["generations"], got["active"]) == (1, 1, 1)
+    assert Path(got["root"]).resolve() == root.resolve()
+    got = _json(raisin("profile", "generations", "default", "--json", cwd=demo))
+    assert got["profile"] == "default"
+    (g,) = got["generations"]
+    assert (g["number"], g["current"], g["components"]) == (1, True, {"hello": "1.2"})
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", g["date"])
+
+
+def test_json_output_of_test(demo: Path) -> None:
+    with open(demo / "raisin.toml", "a") as f:
+        f.write('\n[tests.fine]\nrun = ["true"]\n\n[tests.broken]\nrun = ["exit 3"]\n')
+    got = _json(raisin("test", "--list", "--json", cwd=demo))
+    assert sorted(got["tests"]) == ["broken", "fine"]
+    got = _json(raisin("test", "--json", cwd=demo), code=1)
+    assert got["ok"] is False
+    status = {t["name"]: t["status"] for t in got["results"]}
+    assert status == {"fine": "passed", "broken": "failed"}

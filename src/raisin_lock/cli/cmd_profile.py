@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.required = True
 
     lst = s.add_parser("list", help="profiles, their current generation and root")
+    lst.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"profiles": {NAME: {"current": GEN|null, "generations": N, '
+        '"active": GEN|null, "root": DIR|null, "declared": bool}}}',
+    )
     lst.set_defaults(run=run_list)
 
     sw = s.add_parser("switch", help="build the profile, make a new generation, activate it")
@@ -68,6 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     g = s.add_parser("generations", help="list a profile's generations")
     g.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"profile": NAME, "generations": [{"number", "date" (UTC, ISO 8601), '
+        '"current": bool, "active_in": DIR|null, "components": {NAME: VERSION}}]}',
+    )
     g.set_defaults(run=run_generations)
 
     d = s.add_parser("diff", help="components added, removed, changed between generations")
@@ -246,6 +258,22 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.generations import list_profiles
 
     rows = list_profiles(ctx.project)
+    if args.json:
+        ctx.json(
+            {
+                "profiles": {
+                    r.name: {
+                        "current": r.current,
+                        "generations": r.count,
+                        "active": r.active,
+                        "root": r.root,
+                        "declared": r.declared,
+                    }
+                    for r in rows
+                }
+            }
+        )
+        return 0
     if not rows:
         ctx.info(
             "no profiles (declare [profiles.NAME] in raisin.toml, then `raisin profile switch NAME`)"
@@ -266,7 +294,25 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 def run_generations(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.generations import generations
 
-    for g in generations(ctx.project, args.name):
+    gens = generations(ctx.project, args.name)
+    if args.json:
+        ctx.json(
+            {
+                "profile": args.name,
+                "generations": [
+                    {
+                        "number": g.number,
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(g.date)),
+                        "current": g.current,
+                        "active_in": g.active_in,
+                        "components": g.components,
+                    }
+                    for g in gens
+                ],
+            }
+        )
+        return 0
+    for g in gens:
         comps = ", ".join(f"{n} {v}" for n, v in g.components.items()) or "(not in this store)"
         marks = [
             m

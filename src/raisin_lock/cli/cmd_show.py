@@ -24,10 +24,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         slim = {
             n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")}
-            | {"version": c["version"]}
+            | {"version": c["version"], "source": c["pin"]}
             for n, c in data["components"].items()
         }
-        ctx.out(json.dumps({"components": slim}, indent=2, sort_keys=True))
+        ctx.out(
+            json.dumps(
+                {"components": slim, "locked": data.get("locked", True)}, indent=2, sort_keys=True
+            )
+        )
         return 0
     if not data.get("locked", True):
         ctx.info(

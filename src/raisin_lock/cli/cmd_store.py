@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="refetch damaged sources and rebuild damaged outputs named in raisin.lock",
     )
+    v.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": bool, "damaged": [{"path", "kind", "expected", "actual"}], '
+        '"repaired": [PATH]}; exit 1 unless ok',
+    )
     v.set_defaults(run=run_verify)
     o = s.add_parser("optimise", help="hard-link identical files across store paths")
     o.set_defaults(run=run_optimise)
@@ -72,6 +78,25 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.realizing import verify_store
 
     damaged, repaired = verify_store(ctx.project, repair=args.repair, report=ctx.info)
+    ok = not damaged or len({d.path for d in repaired}) >= len({d.path for d in damaged})
+    if args.json:
+        root = ctx.project.store_root
+        ctx.json(
+            {
+                "ok": ok,
+                "damaged": [
+                    {
+                        "path": str(root / d.path.base),
+                        "kind": d.kind,
+                        "expected": d.expected,
+                        "actual": d.actual,
+                    }
+                    for d in damaged
+                ],
+                "repaired": sorted({str(root / d.path.base) for d in repaired}),
+            }
+        )
+        return 0 if ok else 1
     for d in damaged:
         ctx.out(f"damaged: {d}")
     if repaired:
