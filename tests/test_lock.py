@@ -456,7 +456,5 @@ def test_init_writes_a_manifest_that_locks(tmp_path):
     assert (tmp_path / "raisin.toml").read_text().startswith("# raisin.toml")
     r = raisin("init", cwd=tmp_path)
     assert r.code == 2 and "already exists" in r.err
-    (tmp_path / "hello").mkdir()
-    (tmp_path / "hello" / "hello.c").write_text("int main(void){return 0;}\n")
     r = raisin("lock", cwd=tmp_path)
     assert r.code == 0, r

@@ -321,8 +321,6 @@ def nar_of(path: Path) -> bytes:
 
 
 def test_add_nar_unpacks_and_registers_given_references(store: Store, tmp_path: Path) -> None:
-    if not hasattr(nar, "restore"):
-        pytest.skip("nar.restore is not implemented yet")
     dep = build(store, out_path("dep"), simple("dep")).path
     src = make_src(tmp_path / "tree", dep.virtual)
     data = nar_of(src)
@@ -342,8 +340,6 @@ def test_add_nar_unpacks_and_registers_given_references(store: Store, tmp_path: 
 
 
 def test_add_nar_hash_mismatch_leaves_nothing(store: Store, tmp_path: Path) -> None:
-    if not hasattr(nar, "restore"):
-        pytest.skip("nar.restore is not implemented yet")
     data = nar_of(make_src(tmp_path / "tree"))
     sp = out_path("bad")
     wrong = Hash.of_bytes(b"other")

@@ -14,6 +14,20 @@ from raisin_lock.sources import FetchContext
 from raisin_lock.sources import git as git_source
 
 
+def _pin(kind: str, **fields: str | None) -> dict[str, str | None]:
+    """A source as ``show --json`` prints it: its kind and the fields that kind has."""
+    keep = {
+        "git": ("url", "ref"),
+        "url": ("url",),
+        "path": ("path",),
+        "debian": ("package", "debian_version"),
+    }.get(kind, tuple(fields))
+    out: dict[str, str | None] = {"kind": kind}
+    for k in keep:
+        out["version" if k == "debian_version" else k] = fields.get(k)
+    return out
+
+
 def _unlocked_view(project: Project, name: str | None) -> dict[str, Any]:
     """show() for a manifest that has no lock yet: what is declared, nothing pinned."""
     m = project.load_manifest()
@@ -34,6 +48,14 @@ def _unlocked_view(project: Project, name: str | None) -> dict[str, Any]:
             "built": False,
             "deps": sorted(spec.deps),
             "recipe": spec.recipe,
+            "pin": _pin(
+                s.kind,
+                url=s.git or s.url,
+                path=s.path,
+                ref=s.ref,
+                package=s.debian,
+                debian_version=s.version,
+            ),
         }
     return {"components": result, "locked": False}
 
@@ -60,6 +82,14 @@ def show(project: Project, name: str | None = None) -> dict[str, Any]:
             "out": str(store.host_path(c.out)),
             "built": c.out in valid,
             "deps": list(c.deps),
+            "pin": _pin(
+                c.source.kind,
+                url=c.source.url,
+                path=c.source.path,
+                ref=c.source.ref,
+                package=c.source.debian,
+                debian_version=c.source.debian_version,
+            ),
         }
     return {"components": result, "locked": True}
 

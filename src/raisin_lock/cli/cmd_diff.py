@@ -10,8 +10,16 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("diff", help="compare two locks")
-    p.add_argument("old")
-    p.add_argument("new", nargs="?")
+    p.add_argument("old", metavar="OLD.lock", help="the lock to compare from")
+    p.add_argument(
+        "new", nargs="?", metavar="NEW.lock", help="the lock to compare to (default: raisin.lock)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"added": [NAME], "removed": [NAME], "changed": {NAME: {"fields": '
+        '{FIELD: {"old", "new"}}, "log": [LINE]}}}',
+    )
     p.set_defaults(run=run)
 
 
@@ -21,6 +29,21 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     added, removed, changed = diff(
         ctx.project, Path(args.old), Path(args.new) if args.new else None
     )
+    if args.json:
+        ctx.json(
+            {
+                "added": list(added),
+                "removed": list(removed),
+                "changed": {
+                    c.name: {
+                        "fields": {f: {"old": a, "new": b} for f, a, b in c.changes},
+                        "log": list(c.log or []),
+                    }
+                    for c in changed
+                },
+            }
+        )
+        return 0
     for n in added:
         ctx.out(f"+ {n}")
     for n in removed:

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "export", help="write the lock and its built closure into one file (offline hand-over)"
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the export file to write")
     p.add_argument("names", nargs="*", metavar="NAME", help="components (default: all in the lock)")
     p.add_argument(
         "--key", required=True, metavar="SECRET", help="secret key file that signs the paths"

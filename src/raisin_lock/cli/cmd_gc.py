@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="also delete build-time inputs (sources, build-only dependencies) of live paths",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"dry_run": bool, "deleted": [{"path", "bytes"}], "bytes_freed": N, '
+        '"live": N, "kept_busy": [PATH], "stale_roots": [LINK], "leftovers": N}',
+    )
     p.set_defaults(run=run)
 
 
@@ -36,6 +42,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     res = gc(ctx.project, dry_run=args.dry_run, runtime_only=args.runtime_only)
     root = ctx.project.store_root
+    if args.json:
+        ctx.json(
+            {
+                "dry_run": args.dry_run,
+                "deleted": [{"path": str(root / sp.base), "bytes": n} for sp, n in res.deleted],
+                "bytes_freed": res.bytes_freed,
+                "live": res.live,
+                "kept_busy": [str(root / sp.base) for sp in res.kept_busy],
+                "stale_roots": [str(link) for link in res.stale_roots],
+                "leftovers": len(res.leftovers),
+            }
+        )
+        return 0
     for sp, _size in res.deleted:
         ctx.out(str(root / sp.base))
     for sp in res.kept_busy:

@@ -9,7 +9,12 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("graph", help="dependency graph (dot or json)")
-    p.add_argument("--format", choices=["dot", "json"], default="dot")
+    p.add_argument(
+        "--format",
+        choices=["dot", "json"],
+        default="dot",
+        help="dot (Graphviz, default) or json (nodes and edges)",
+    )
     p.set_defaults(run=run)
 
 

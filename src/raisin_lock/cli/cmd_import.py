@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "import", help="verify and load an export file (paths + lock) into the store"
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="an export file (from `raisin export`)")
     p.add_argument(
         "--trusted-key",
         action="append",

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "ENABLED_COMPONENTS, as it did in Raisin. What cannot be mapped is listed at the top of the "
         "manifest and on stderr.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the legacy Raisin config to read")
     p.add_argument(
         "--output", "-o", default=None, help="where to write (default: raisin.toml in -C DIR)"
     )

@@ -10,13 +10,17 @@ from raisin_lock.cli.context import Context
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="write a starter raisin.toml")
     p.add_argument(
-        "--template", default="starter", help="starter (default) or xen (the whole stack)"
+        "--template",
+        default=None,
+        metavar="NAME",
+        help="starter (default: one C program in hello/, written too) or xen (the whole stack)",
     )
     p.add_argument(
         "--xen",
         default=None,
         metavar="REF",
-        help="with --template xen: the Xen tag, branch or commit (>= 4.5)",
+        help="the Xen to pin (implies --template xen): RELEASE-X.Y.Z, stable-X.Y, master, "
+        "staging or a 40-hex commit; 4.5 or newer (default: RELEASE-4.21.0)",
     )
     p.set_defaults(run=run)
 

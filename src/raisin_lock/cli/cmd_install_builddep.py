@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "component) that are not installed, and install them with apt-get, dnf or zypper. "
         "The distribution comes from /etc/os-release (RAISIN_OS_RELEASE=FILE reads another).",
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="components (default: all in raisin.toml)"
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print what would be installed; install nothing"
     )

@@ -16,6 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--check", action="store_true", help="write nothing; exit 1 if the lock is stale"
     )
     p.add_argument("--offline", action="store_true", help="use only local mirrors")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"lock": FILE, "up_to_date": bool, "stale": {NAME: why}, "written": bool, '
+        '"locked": {NAME: {"version", "rev", "nar_hash"}}}; "stale" is what the lock lacked '
+        "or got wrong before this run (with --check: now); progress stays on stderr",
+    )
     p.set_defaults(run=run)
 
 
@@ -25,6 +32,24 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     res = lock(
         ctx.project, update=args.update, check=args.check, offline=args.offline, report=ctx.info
     )
+    if args.json:
+        ctx.json(
+            {
+                "lock": ctx.project.lock_display,
+                "up_to_date": not res.stale,
+                "stale": dict(sorted(res.stale.items())),
+                "written": bool(res.written),
+                "locked": {
+                    n: {
+                        "version": c.version,
+                        "rev": c.source.rev,
+                        "nar_hash": c.source.nar_hash.sri,
+                    }
+                    for n, c in sorted(res.lock.components.items())
+                },
+            }
+        )
+        return 1 if args.check and res.stale else 0
     if args.check:
         if res.stale:
             ctx.out(f"{ctx.project.lock_display} is stale:")

@@ -11,7 +11,7 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("log", help="the last build log of a component")
-    p.add_argument("name")
+    p.add_argument("name", metavar="NAME", help="the component")
     p.set_defaults(run=run)
 
 

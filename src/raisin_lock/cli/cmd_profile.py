@@ -21,10 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.required = True
 
     lst = s.add_parser("list", help="profiles, their current generation and root")
+    lst.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"profiles": {NAME: {"current": GEN|null, "generations": N, '
+        '"active": GEN|null, "root": DIR|null, "declared": bool}}}',
+    )
     lst.set_defaults(run=run_list)
 
     sw = s.add_parser("switch", help="build the profile, make a new generation, activate it")
-    sw.add_argument("name")
+    sw.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
     sw.add_argument(
         "--root", default=None, help="activate into DIR (default: the remembered root, else /)"
     )
@@ -33,39 +39,74 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sw.add_argument(
         "--lock", dest="lock_file", default=None, help="build and activate from this lock alone"
     )
-    sw.add_argument("-j", "--jobs", type=int, default=None)
-    sw.add_argument("--offline", action="store_true")
-    sw.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
+    sw.add_argument(
+        "-j", "--jobs", type=int, default=None, help="build jobs at once (default: cores)"
+    )
+    sw.add_argument(
+        "--offline", action="store_true", help="fetch nothing: use only what is already local"
+    )
+    sw.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
+    )
     sw.set_defaults(run=run_switch)
 
     rb = s.add_parser("rollback", help="go back to the previous (or --to GEN) generation")
-    rb.add_argument("name")
-    rb.add_argument("--to", type=int, default=None, metavar="GEN")
-    rb.add_argument("--dry-run", action="store_true")
-    rb.add_argument("-y", "--yes", action="store_true")
+    rb.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    rb.add_argument(
+        "--to",
+        type=int,
+        default=None,
+        metavar="GEN",
+        help="the generation to go back to (default: the one before the current)",
+    )
+    rb.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    rb.add_argument("-y", "--yes", action="store_true", help="do not ask before changing the root")
     rb.set_defaults(run=run_rollback)
 
     de = s.add_parser("deactivate", help="undo the profile's activation in its root")
-    de.add_argument("name")
-    de.add_argument("--dry-run", action="store_true")
-    de.add_argument("-y", "--yes", action="store_true")
+    de.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    de.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    de.add_argument("-y", "--yes", action="store_true", help="do not ask before changing the root")
     de.set_defaults(run=run_deactivate)
 
     g = s.add_parser("generations", help="list a profile's generations")
-    g.add_argument("name")
+    g.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"profile": NAME, "generations": [{"number", "date" (UTC, ISO 8601), '
+        '"current": bool, "active_in": DIR|null, "components": {NAME: VERSION}}]}',
+    )
     g.set_defaults(run=run_generations)
 
     d = s.add_parser("diff", help="components added, removed, changed between generations")
-    d.add_argument("name")
-    d.add_argument("gens", nargs="*", type=int, metavar="GEN")
+    d.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    d.add_argument(
+        "gens",
+        nargs="*",
+        type=int,
+        metavar="GEN",
+        help="two generations to compare (default: the previous and the current)",
+    )
     d.set_defaults(run=run_diff)
 
     dg = s.add_parser("delete-generations", help="delete old generations (never the current one)")
-    dg.add_argument("name")
-    dg.add_argument("gens", nargs="*", type=int, metavar="GEN")
-    dg.add_argument("--older-than", type=float, default=None, metavar="DAYS")
+    dg.add_argument("name", metavar="NAME", help="the profile ([profiles.NAME] in raisin.toml)")
+    dg.add_argument("gens", nargs="*", type=int, metavar="GEN", help="generation numbers to delete")
+    dg.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="delete generations older than DAYS days",
+    )
     dg.add_argument("--keep", type=int, default=None, metavar="N", help="keep the N newest")
-    dg.add_argument("--dry-run", action="store_true")
+    dg.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
     dg.set_defaults(run=run_delete)
 
 
@@ -217,6 +258,22 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.generations import list_profiles
 
     rows = list_profiles(ctx.project)
+    if args.json:
+        ctx.json(
+            {
+                "profiles": {
+                    r.name: {
+                        "current": r.current,
+                        "generations": r.count,
+                        "active": r.active,
+                        "root": r.root,
+                        "declared": r.declared,
+                    }
+                    for r in rows
+                }
+            }
+        )
+        return 0
     if not rows:
         ctx.info(
             "no profiles (declare [profiles.NAME] in raisin.toml, then `raisin profile switch NAME`)"
@@ -237,7 +294,25 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 def run_generations(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.generations import generations
 
-    for g in generations(ctx.project, args.name):
+    gens = generations(ctx.project, args.name)
+    if args.json:
+        ctx.json(
+            {
+                "profile": args.name,
+                "generations": [
+                    {
+                        "number": g.number,
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(g.date)),
+                        "current": g.current,
+                        "active_in": g.active_in,
+                        "components": g.components,
+                    }
+                    for g in gens
+                ],
+            }
+        )
+        return 0
+    for g in gens:
         comps = ", ".join(f"{n} {v}" for n, v in g.components.items()) or "(not in this store)"
         marks = [
             m

@@ -11,7 +11,9 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("realize", help="build the locked components into the store")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="components to build (default: all in the lock)"
+    )
     p.add_argument(
         "-j", "--jobs", type=int, default=None, help="builds and make jobs at once (default: cores)"
     )
@@ -22,8 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--check", action="store_true", help="rebuild valid paths and compare (reproducibility)"
     )
     p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
-    p.add_argument("--offline", action="store_true")
+    p.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="fetch nothing: use only sources already in the store or local mirrors",
+    )
     p.add_argument(
         "--substituter",
         action="append",

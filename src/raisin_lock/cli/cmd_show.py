@@ -10,8 +10,10 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("show", help="pins, hashes, out paths, built or not")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one component (default: all)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (shape: README, JSON output)"
+    )
     p.set_defaults(run=run)
 
 
@@ -22,10 +24,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         slim = {
             n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")}
-            | {"version": c["version"]}
+            | {"version": c["version"], "source": c["pin"]}
             for n, c in data["components"].items()
         }
-        ctx.out(json.dumps({"components": slim}, indent=2, sort_keys=True))
+        ctx.out(
+            json.dumps(
+                {"components": slim, "locked": data.get("locked", True)}, indent=2, sort_keys=True
+            )
+        )
         return 0
     if not data.get("locked", True):
         ctx.info(

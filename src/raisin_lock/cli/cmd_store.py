@@ -13,14 +13,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = p.add_subparsers(dest="store_cmd", metavar="SUBCOMMAND")
     s.required = True
     d = s.add_parser("dump", help="write the NAR of PATH to stdout")
-    d.add_argument("path")
+    d.add_argument("path", metavar="PATH", help="any file, directory or symlink")
     d.set_defaults(run=run_dump)
     h = s.add_parser("hash", help="print the SRI NAR hash of PATH")
-    h.add_argument("path")
+    h.add_argument("path", metavar="PATH", help="any file, directory or symlink")
     h.add_argument("--base32", action="store_true", help="print sha256:<nix base32> instead")
     h.set_defaults(run=run_hash)
     v = s.add_parser("verify", help="rehash every valid path; exit 1 on damage")
-    v.add_argument("--repair", action="store_true")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="refetch damaged sources and rebuild damaged outputs named in raisin.lock",
+    )
+    v.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": bool, "damaged": [{"path", "kind", "expected", "actual"}], '
+        '"repaired": [PATH]}; exit 1 unless ok',
+    )
     v.set_defaults(run=run_verify)
     o = s.add_parser("optimise", help="hard-link identical files across store paths")
     o.set_defaults(run=run_optimise)
@@ -68,6 +78,25 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.realizing import verify_store
 
     damaged, repaired = verify_store(ctx.project, repair=args.repair, report=ctx.info)
+    ok = not damaged or len({d.path for d in repaired}) >= len({d.path for d in damaged})
+    if args.json:
+        root = ctx.project.store_root
+        ctx.json(
+            {
+                "ok": ok,
+                "damaged": [
+                    {
+                        "path": str(root / d.path.base),
+                        "kind": d.kind,
+                        "expected": d.expected,
+                        "actual": d.actual,
+                    }
+                    for d in damaged
+                ],
+                "repaired": sorted({str(root / d.path.base) for d in repaired}),
+            }
+        )
+        return 0 if ok else 1
     for d in damaged:
         ctx.out(f"damaged: {d}")
     if repaired:

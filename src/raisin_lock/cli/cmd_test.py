@@ -33,8 +33,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "-j", "--jobs", type=int, default=None, help="build jobs for realizing what is missing"
     )
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
-    p.add_argument("--offline", action="store_true")
+    p.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="fetch nothing: use only sources already in the store or local mirrors",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": bool, "results": [{"name", "status" (passed|failed|error|skipped), '
+        '"seconds", "reason", "log": FILE|null}]}; with --list: {"tests": {NAME: {"origin", '
+        '"needs", "timeout", "after", "skip": WHY|null}}}',
+    )
     p.set_defaults(run=run)
 
 
@@ -55,6 +71,26 @@ def _list(ctx: Context, cases: dict[str, TestCase]) -> int:
         )
         if case.doc and not ctx.quiet:
             ctx.out(f"{'':<{width}}  {' '.join(case.doc.split())}")
+    return 0
+
+
+def _list_json(ctx: Context, cases: dict[str, TestCase]) -> int:
+    from raisin_lock.app.testing import static_skip
+
+    ctx.json(
+        {
+            "tests": {
+                name: {
+                    "origin": case.origin,
+                    "needs": dict(case.needs),
+                    "timeout": case.timeout,
+                    "after": list(case.after),
+                    "skip": static_skip(case),
+                }
+                for name, case in cases.items()
+            }
+        }
+    )
     return 0
 
 
@@ -87,6 +123,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise InputError("-j must be at least 1", key="-j")
     if args.list:
         _lk, cases = load(ctx.project, offline=args.offline)
+        if args.json:
+            return _list_json(ctx, cases)
         return _list(ctx, cases)
     printer = _Printer(ctx)
     res = run_tests(
@@ -101,6 +139,23 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     if args.junit:
         junit.write(res, Path(args.junit))
+    if args.json:
+        ctx.json(
+            {
+                "ok": res.ok,
+                "results": [
+                    {
+                        "name": r.name,
+                        "status": r.status,
+                        "seconds": round(r.seconds, 3),
+                        "reason": r.reason,
+                        "log": str(r.log) if r.log else None,
+                    }
+                    for r in res.results
+                ],
+            }
+        )
+        return 0 if res.ok else 1
     _table(ctx, res.results)
     for r in res.results:
         if r.unpinned:

@@ -25,3 +25,9 @@ class Context:
 
     def out(self, msg: str = "") -> None:
         print(msg, flush=True)
+
+    def json(self, data: object) -> None:
+        """One JSON document on stdout (the shapes are in README.md, "JSON output")."""
+        import json
+
+        print(json.dumps(data, indent=2, sort_keys=True), flush=True)

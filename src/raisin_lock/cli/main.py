@@ -6,6 +6,10 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raisin_lock.errors import RaisinError
 
 COMMANDS = [
     "init",
@@ -27,6 +31,7 @@ COMMANDS = [
     "import",
     "why",
     "why_depends",
+    "completion",
 ]
 
 
@@ -37,23 +42,80 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """-C, --store, -q, -v: on the top parser, and again on every subcommand.
+
+    On a subcommand each default is SUPPRESS, so a flag given after the
+    subcommand overrides the one before it only when it is actually given.
+    """
+
+    def default(value: object) -> dict[str, Any]:
+        return {"default": value if top else argparse.SUPPRESS}
+
+    p.add_argument(
+        "-C",
+        dest="directory",
+        metavar="DIR",
+        help="run as if started in DIR (default: the current directory)",
+        **default("."),
+    )
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help="store directory (default: $RAISIN_STORE, else DIR/store)",
+        **default(None),
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="print only results and errors", **default(False)
+    )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="more detail; tracebacks on errors (repeatable)",
+        **default(0),
+    )
+
+
+def _add_globals_everywhere(p: argparse.ArgumentParser) -> None:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                if not any(a.dest == "directory" for a in child._actions):
+                    _global_options(child, top=False)
+                _add_globals_everywhere(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="raisin", description="Build the Xen Project stack from pinned sources, reproducibly."
     )
-    p.add_argument("-C", dest="directory", default=".", help="run as if started in DIR")
+    _global_options(p, top=True)
     p.add_argument(
-        "--store", default=None, help="store directory (default: DIR/store, or $RAISIN_STORE)"
+        "--version", action="version", version="raisin 0.1.0", help="print the version and exit"
     )
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true")
-    g.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("--version", action="version", version="raisin 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"raisin_lock.cli.cmd_{name}").register(sub)
+    _add_globals_everywhere(p)
     return p
+
+
+def _locate_in_manifest(exc: RaisinError, manifest: Path) -> None:
+    """Give an error about a key of raisin.toml its line: ``raisin.toml:12: components.x.source``."""
+    if exc.line is not None or not exc.key or not exc.file:
+        return
+    try:
+        if Path(exc.file).resolve() != manifest.resolve():
+            return
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    from raisin_lock.manifest.model import locate
+
+    exc.line = locate(text, exc.key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        _locate_in_manifest(exc, ctx.project.manifest_path)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
