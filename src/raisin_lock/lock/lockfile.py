@@ -31,7 +31,7 @@ from raisin_lock import atomic
 from raisin_lock.errors import LockError
 from raisin_lock.hashing import Hash
 from raisin_lock.lock.derivation import Derivation, UnresolvedDerivation
-from raisin_lock.lock.pins import LockedSource
+from raisin_lock.lock.pins import LockedSource, PinError
 from raisin_lock.manifest.actions import NONE as NO_ACTIONS
 from raisin_lock.manifest.actions import ActionError, ActivationSpec
 from raisin_lock.manifest.actions import parse as parse_actions
@@ -304,6 +304,8 @@ def loads(text: str, shown: str = LOCK_NAME) -> Lock:
             source = LockedSource.from_dict(src_raw)
         except KeyError as exc:
             raise fail(f"{where}.source.{exc.args[0]}", "missing") from None
+        except PinError as exc:
+            raise fail(f"{where}.source.{exc.key}", exc.message) from None
         except (ValueError, TypeError) as exc:
             raise fail(f"{where}.source", str(exc)) from None
         steps = get(c, "build", list, where)
