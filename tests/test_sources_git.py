@@ -142,7 +142,16 @@ def _recursive_checkout(url: str, dest: Path) -> Path:
     """The oracle: a real recursive clone, .git dirs and files removed."""
     env = dict(os.environ, **GIT_ENV)
     subprocess.run(
-        ["git", "-c", "protocol.file.allow=always", "clone", "-q", "--recurse-submodules", url, dest],
+        [
+            "git",
+            "-c",
+            "protocol.file.allow=always",
+            "clone",
+            "-q",
+            "--recurse-submodules",
+            url,
+            dest,
+        ],
         check=True,
         env=env,
     )
@@ -161,7 +170,16 @@ def superproject(tmp_path: Path) -> dict[str, Path]:
     repos = tmp_path / "repos"
     make_repo(repos / "deep", {"d.txt": "deep 1\n"})
     make_repo(repos / "sub", {"s.txt": "sub 1\n"})
-    git(repos / "sub", "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../deep", "deep")
+    git(
+        repos / "sub",
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        "../deep",
+        "deep",
+    )
     make_repo(repos / "sub", {})
     make_repo(repos / "super", {"main.c": "int main;\n"})
     git(
@@ -174,7 +192,15 @@ def superproject(tmp_path: Path) -> dict[str, Path]:
         "../sub",
         "lib/sub",
     )
-    git(repos / "super", "-c", "protocol.file.allow=always", "submodule", "update", "--init", "--recursive")
+    git(
+        repos / "super",
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "update",
+        "--init",
+        "--recursive",
+    )
     make_repo(repos / "super", {}, date=1700000300)
     proj = tmp_path / "proj"
     _manifest(
