@@ -17,6 +17,8 @@ Format history:
 - version 1: this layout. Later additions, all optional (absent means
   empty, so older locks read the same): ``[components.NAME.activate]``, the
   component's activation actions (:mod:`raisin_lock.actions`).
+  ``submodules`` in a git source table: ``[{ path, url, rev }, ...]``, every
+  submodule (recursively) the pinned tree includes.
 """
 
 from __future__ import annotations

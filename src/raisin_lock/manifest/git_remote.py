@@ -46,6 +46,6 @@ def ref_problem(ref: str) -> str | None:
     """Why git must not be given ``ref``, or None when it may."""
     if ref.startswith("-"):
         return f"{ref!r} starts with '-' (git would read it as an option)"
-    if _CONTROL.search(ref) or " " in ref:
-        return f"{ref!r} contains a space or control character"
+    if _CONTROL.search(ref):
+        return f"{ref!r} contains a control character"
     return None
