@@ -225,7 +225,7 @@ def test_full_commit_ref_and_annotated_tag_peeled(stack):
         ('[components.a]\nsource = { path = "." \nbuild = ["x"]\n', "invalid TOML", ":3"),
         (
             '[components.a]\nsource = { path = ".", reff = "x" }\nbuild = ["x"]\n',
-            "components.a.source: unknown key 'reff' (expected one of: git, ref, path, url, hash, debian, version)",
+            "components.a.source: unknown key 'reff' (expected one of: git, ref, path, url, hash, debian, version, submodules)",
             ":2",
         ),
         (

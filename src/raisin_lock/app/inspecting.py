@@ -111,18 +111,20 @@ class ComponentDiff:
     name: str
     changes: list[tuple[str, str, str]]
     log: list[str] | None = None
+    log_missing: str | None = None  # why the upstream log between the two pins is not shown
 
 
 def diff(
-    project: Project, old_path: Path, new_path: Path | None
+    project: Project, old_path: Path, new_path: Path | None, *, fetch: bool = False
 ) -> tuple[list[str], list[str], list[ComponentDiff]]:
+    """Added, removed and changed components; ``fetch`` may fetch commits for the git log."""
     old = lockfile.read(old_path, shown=display_path(old_path))
     new_p = new_path or project.lock_path
     new = lockfile.read(new_p, shown=display_path(new_p))
     added = sorted(set(new.components) - set(old.components))
     removed = sorted(set(old.components) - set(new.components))
     changed: list[ComponentDiff] = []
-    ctx = FetchContext(store=project.store(create=False), base_dir=project.dir)
+    ctx = FetchContext(store=project.store(create=fetch), base_dir=project.dir)
     for n in sorted(set(old.components) & set(new.components)):
         a, b = old.components[n], new.components[n]
         ch: list[tuple[str, str, str]] = []
@@ -141,7 +143,7 @@ def diff(
             if x != y:
                 ch.append((label, x, y))
         if ch:
-            log = None
+            log, missing = None, None
             if (
                 sa.kind == sb.kind == "git"
                 and sa.url == sb.url
@@ -150,8 +152,9 @@ def diff(
                 and sa.rev != sb.rev
             ):
                 assert sa.url is not None
-                log = git_source.log_between(ctx, sa.url, sa.rev, sb.rev)
-            changed.append(ComponentDiff(n, ch, log))
+                ctx.component, ctx.key = n, f"components.{n}.source"
+                log, missing = git_source.log_between(ctx, sa.url, sa.rev, sb.rev, fetch=fetch)
+            changed.append(ComponentDiff(n, ch, log, missing))
     return added, removed, changed
 
 

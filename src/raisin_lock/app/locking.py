@@ -39,6 +39,8 @@ class LockResult:
     written: bool
     stale: dict[str, str] = field(default_factory=dict)
     resolved: list[str] = field(default_factory=list)
+    # url sources the manifest gives no hash for: name -> the archive hash pinned now
+    unrequired_hashes: dict[str, str] = field(default_factory=dict)
 
 
 def _recipe_for(name: str, spec: ComponentSpec, m: Manifest) -> recipes.Recipe | None:
@@ -297,7 +299,18 @@ def lock(
         c = comps[name]
         comps[name] = LockedComponent(**{**c.__dict__, "out": drv.out, "drv": drv.hash()})
     written = lockfile.write(project.lock_path, new)
-    return LockResult(lock=new, written=written, resolved=sorted(pending), stale=reasons)
+    unrequired = {
+        n: src.file_hash.sri
+        for n, (src, *_rest) in pending.items()
+        if src.kind == "url" and src.file_hash is not None and m.components[n].source.hash is None
+    }
+    return LockResult(
+        lock=new,
+        written=written,
+        resolved=sorted(pending),
+        stale=reasons,
+        unrequired_hashes=unrequired,
+    )
 
 
 def _stale(

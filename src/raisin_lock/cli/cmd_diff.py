@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 
 from raisin_lock.cli.context import Context
@@ -20,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help='print {"added": [NAME], "removed": [NAME], "changed": {NAME: {"fields": '
         '{FIELD: {"old", "new"}}, "log": [LINE]}}}',
     )
+    p.add_argument(
+        "--fetch",
+        action="store_true",
+        help="fetch the commits the upstream log needs into the store's git mirrors",
+    )
     p.set_defaults(run=run)
 
 
@@ -27,7 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.inspecting import diff
 
     added, removed, changed = diff(
-        ctx.project, Path(args.old), Path(args.new) if args.new else None
+        ctx.project, Path(args.old), Path(args.new) if args.new else None, fetch=args.fetch
     )
     if args.json:
         ctx.json(
@@ -52,13 +58,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out(f"~ {c.name}")
         for field, a, b in c.changes:
             if field == "build" or "\n" in a or "\n" in b:
-                ctx.out(f"    {field} changed")
+                ctx.out(f"    {field} changed:")
+                for line in difflib.unified_diff(
+                    a.splitlines(), b.splitlines(), "old", "new", n=1, lineterm=""
+                ):
+                    if not line.startswith(("---", "+++")):
+                        ctx.out(f"      {line}")
             else:
                 ctx.out(f"    {field}: {a or '(none)'} -> {b or '(none)'}")
         if c.log:
             ctx.out("    log:")
             for line in c.log:
                 ctx.out(f"      {line}")
+        elif c.log_missing:
+            ctx.out(f"    log unavailable: {c.log_missing}")
     if not (added or removed or changed):
         ctx.info("no differences")
     return 0

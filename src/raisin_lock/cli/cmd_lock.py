@@ -62,6 +62,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         c = res.lock.components[name]
         pin = c.source.rev[:12] if c.source.rev else c.source.nar_hash.sri[:20]
         ctx.info(f"locked {name} {c.version} ({pin})")
+    for name, sri in sorted(res.unrequired_hashes.items()):
+        ctx.info(
+            f"pinned components.{name}.source.hash = {sri}; add it to raisin.toml to make it required"
+        )
     if res.written:
         ctx.info(f"wrote {ctx.project.lock_display} ({len(res.lock.components)} components)")
     else:

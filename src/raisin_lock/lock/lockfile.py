@@ -17,6 +17,8 @@ Format history:
 - version 1: this layout. Later additions, all optional (absent means
   empty, so older locks read the same): ``[components.NAME.activate]``, the
   component's activation actions (:mod:`raisin_lock.actions`).
+  ``submodules`` in a git source table: ``[{ path, url, rev }, ...]``, every
+  submodule (recursively) the pinned tree includes.
 - version 2: a component may have ``fetch`` (steps run with network before
   the build) and ``fetch-hash`` (the NAR hash of the tree they leave), which
   enter its derivation. Written only when some component has fetch steps, so
@@ -36,7 +38,7 @@ from raisin_lock import atomic
 from raisin_lock.errors import LockError
 from raisin_lock.hashing import Hash
 from raisin_lock.lock.derivation import Derivation, UnresolvedDerivation
-from raisin_lock.lock.pins import LockedSource, fetched_store_path
+from raisin_lock.lock.pins import LockedSource, PinError, fetched_store_path
 from raisin_lock.manifest.actions import NONE as NO_ACTIONS
 from raisin_lock.manifest.actions import ActionError, ActivationSpec
 from raisin_lock.manifest.actions import parse as parse_actions
@@ -324,6 +326,8 @@ def loads(text: str, shown: str = LOCK_NAME) -> Lock:
             source = LockedSource.from_dict(src_raw)
         except KeyError as exc:
             raise fail(f"{where}.source.{exc.args[0]}", "missing") from None
+        except PinError as exc:
+            raise fail(f"{where}.source.{exc.key}", exc.message) from None
         except (ValueError, TypeError) as exc:
             raise fail(f"{where}.source", str(exc)) from None
         steps = get(c, "build", list, where)

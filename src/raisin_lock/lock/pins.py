@@ -10,11 +10,13 @@ lives in :mod:`raisin_lock.sources`; this module only describes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from raisin_lock.hashing import Hash
+from raisin_lock.manifest.git_remote import ref_problem, url_problem
 from raisin_lock.store_path import StorePath, sanitize_name
 
 if TYPE_CHECKING:
@@ -25,6 +27,56 @@ SOURCE_KINDS = ("git", "path", "url", "debian")
 # SOURCE_DATE_EPOCH for sources with no intrinsic date (local paths):
 # 1980-01-01, the earliest time zip archives can represent.
 DEFAULT_DATE = 315532800
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+class PinError(ValueError):
+    """A bad value in a lock's source table, with the key (below ``source``) that holds it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Submodule:
+    """A git submodule of a git pin: where it sits in the tree, where it comes from, which commit.
+
+    ``path`` is relative to the top of the pinned tree (nested submodules carry
+    their full path), ``url`` is absolute (relative ``.gitmodules`` URLs are
+    resolved against the superproject's), ``rev`` is the commit the
+    superproject records for it.
+    """
+
+    path: str
+    url: str
+    rev: str
+
+    def __post_init__(self) -> None:
+        problem = url_problem(self.url)
+        if problem:
+            raise PinError("submodules.url", problem)
+        if not _HEX40.match(self.rev):
+            raise PinError(
+                "submodules.rev", f"expected a 40-character commit id, found {self.rev!r}"
+            )
+        parts = self.path.split("/")
+        if self.path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts):
+            raise PinError(
+                "submodules.path", f"expected a relative path inside the tree, found {self.path!r}"
+            )
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "url": self.url, "rev": self.rev}
+
+    @classmethod
+    def from_dict(cls, d: object) -> Submodule:
+        if not isinstance(d, dict) or not all(
+            isinstance(d.get(k), str) for k in ("path", "url", "rev")
+        ):
+            raise PinError("submodules", "expected tables with string path, url and rev")
+        return cls(path=d["path"], url=d["url"], rev=d["rev"])
 
 
 @dataclass(frozen=True)
@@ -42,6 +94,7 @@ class LockedSource:
     file_hash: Hash | None = None
     debian: str | None = None
     debian_version: str | None = None
+    submodules: tuple[Submodule, ...] = ()
     version_hint: str | None = field(default=None, compare=False)
     recorded_store: str | None = field(default=None, compare=False)
 
@@ -62,6 +115,8 @@ class LockedSource:
         ):
             if value is not None:
                 d[key] = value
+        if self.submodules:
+            d["submodules"] = [m.to_dict() for m in self.submodules]
         d["nar_hash"] = self.nar_hash.sri
         d["date"] = self.date
         d["store"] = self.store_path.base
@@ -77,6 +132,11 @@ class LockedSource:
         date = d["date"]
         if not isinstance(date, int):
             raise TypeError("date must be an integer")
+        if kind == "git":
+            _check_git(d)
+        subs = d.get("submodules", [])
+        if not isinstance(subs, list):
+            raise PinError("submodules", "expected an array of tables")
         src = cls(
             kind=kind,
             nar_hash=Hash.parse(d["nar_hash"]),
@@ -89,6 +149,7 @@ class LockedSource:
             file_hash=Hash.parse(fh) if fh else None,
             debian=d.get("debian"),
             debian_version=d.get("version"),
+            submodules=tuple(Submodule.from_dict(m) for m in subs),
             recorded_store=d["store"],
         )
         return src
@@ -111,6 +172,20 @@ class LockedSource:
 def fetched_store_path(nar_hash: Hash, name: str) -> StorePath:
     """Where the tree a component's fetch steps left lives: named by its NAR hash."""
     return StorePath.make("source", nar_hash, f"{sanitize_name(name)}-fetched")
+
+
+def _check_git(d: dict[str, Any]) -> None:
+    """A git pin's url, ref and rev are handed to git: refuse what git would misread."""
+    for key, check in (("url", url_problem), ("ref", ref_problem)):
+        value = d.get(key)
+        if not isinstance(value, str):
+            raise PinError(key, "expected a string")
+        problem = check(value)
+        if problem:
+            raise PinError(key, problem)
+    rev = d.get("rev")
+    if not isinstance(rev, str) or not _HEX40.match(rev):
+        raise PinError("rev", f"expected a 40-character commit id, found {rev!r}")
 
 
 def source_store_path(nar_hash: Hash, label: str) -> StorePath:

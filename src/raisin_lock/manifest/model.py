@@ -27,6 +27,7 @@ from raisin_lock.errors import ManifestError
 from raisin_lock.hashing import Hash
 from raisin_lock.manifest.actions import ActionError, ActivationSpec
 from raisin_lock.manifest.actions import parse as parse_actions
+from raisin_lock.manifest.git_remote import ref_problem, url_problem
 from raisin_lock.manifest.quick import fingerprint
 
 _COMPONENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
@@ -48,6 +49,23 @@ class SourceSpec(_Strict):
     hash: str | None = None
     debian: str | None = None
     version: str | None = None
+    submodules: bool | None = None  # git only; None = on
+
+    @field_validator("git")
+    @classmethod
+    def _git_url(cls, url: str | None) -> str | None:
+        problem = url_problem(url) if url is not None else None
+        if problem:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("ref")
+    @classmethod
+    def _git_ref(cls, ref: str | None) -> str | None:
+        problem = ref_problem(ref) if ref is not None else None
+        if problem:
+            raise ValueError(problem)
+        return ref
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceSpec:
@@ -58,6 +76,8 @@ class SourceSpec(_Strict):
         kind = kinds[0]
         if self.ref is not None and kind != "git":
             raise ValueError("'ref' goes with 'git'")
+        if self.submodules is not None and kind != "git":
+            raise ValueError("'submodules' goes with 'git'")
         if self.hash is not None and kind != "url":
             raise ValueError("'hash' goes with 'url'")
         if self.version is not None and kind != "debian":

@@ -9,13 +9,14 @@ network); ``materialize`` runs at realize time from the lock alone.
 
 from __future__ import annotations
 
+import errno
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from raisin_lock.errors import HashMismatch
+from raisin_lock.errors import HashMismatch, SourceError
 from raisin_lock.lock.pins import LockedSource
 from raisin_lock.nar import hash_path
 from raisin_lock.store_path import StorePath
@@ -86,8 +87,17 @@ def materialize(src: LockedSource, ctx: FetchContext) -> StorePath:
     sp = src.store_path
     if ctx.store.is_valid(sp):
         return sp
-    with ctx.store.tmpdir("source") as tmp:
-        tree = tmp / "tree"
-        fetch_tree(src, ctx, tree)
-        ctx.store.add_tree(tree, sp.name, expected=src.nar_hash)
+    try:
+        with ctx.store.tmpdir("source") as tmp:
+            tree = tmp / "tree"
+            fetch_tree(src, ctx, tree)
+            ctx.store.add_tree(tree, sp.name, expected=src.nar_hash)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise SourceError(
+            f"no space left on device while copying {_describe(src)} into the store",
+            file=ctx.file,
+            key=ctx.key,
+        ) from None
     return sp

@@ -7,16 +7,25 @@ new pin (and a new output path for it and its dependents).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raisin_lock.errors import SourceError
+from raisin_lock.hashing import Hash
+from raisin_lock.lock.lockfile import LOCK_NAME
 from raisin_lock.lock.pins import DEFAULT_DATE, LockedSource, make_label
 from raisin_lock.nar import hash_path
 from raisin_lock.sources import FetchContext
 
+if TYPE_CHECKING:
+    from raisin_lock.manifest.model import SourceSpec
+
 IGNORED = {".git"}
+# The project's own state, left out when the source is the project directory itself.
+PROJECT_STATE = (LOCK_NAME, "store", "profiles", ".git")
 
 
 def _dir(spec_path: str, ctx: FetchContext) -> Path:
@@ -32,37 +41,80 @@ def _dir(spec_path: str, ctx: FetchContext) -> Path:
     return p
 
 
-def _hash(p: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
-    exclude = _excluder(p, ctx)
-    return hash_path(p, exclude=[name for name in os.listdir(p) if exclude("", name)])[0]
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
 
 
-def _excluder(top: Path, ctx: FetchContext):  # type: ignore[no-untyped-def]
-    """Leave out ``.git`` and the store itself when it lies inside (top level)."""
-    store = os.path.realpath(ctx.store.root)
+def left_out(top: Path, ctx: FetchContext) -> list[str]:
+    """Top-level names of ``top`` the copy and the hash leave out.
+
+    ``.git`` always; when ``top`` is the project directory, also the project's
+    lock, store and profiles (so ``path = "."`` hashes the same after a lock).
+    A source that holds the store or ``profiles/`` anywhere else would copy
+    them into themselves: SourceError.
+    """
     top_real = os.path.realpath(top)
+    project = os.path.realpath(ctx.base_dir)
+    names = set(IGNORED)
+    if top_real == project:
+        names.update(PROJECT_STATE)
+    for what, there in (
+        ("the store", os.path.realpath(ctx.store.root)),
+        ("profiles/", os.path.join(project, "profiles")),
+    ):
+        if not _inside(there, top_real):
+            continue
+        if top_real == project and os.path.dirname(there) == top_real:
+            names.add(os.path.basename(there))
+            continue
+        raise SourceError(
+            f"directory {top} contains {what} ({there}), which would be copied into itself",
+            file=ctx.file,
+            key=ctx.key if ctx.key.endswith(".path") else f"{ctx.key}.path",
+            hint="point the source at a directory that does not contain it",
+        )
+    present = set(os.listdir(top))
+    return sorted(names & present)
 
-    def exclude(rel: str, name: str) -> bool:
-        if rel:
-            return False
-        return name in IGNORED or os.path.join(top_real, name) == store
 
-    return exclude
+def _hash(p: Path, ctx: FetchContext) -> Hash:
+    return hash_path(p, exclude=left_out(p, ctx))[0]
 
 
 def _copy(src: Path, dst: Path, ctx: FetchContext) -> None:
-    exclude = _excluder(src, ctx)
+    skip = set(left_out(src, ctx))
     top = os.path.realpath(src)
 
     def ignore(d: str, names: list[str]) -> list[str]:
-        rel = os.path.relpath(os.path.realpath(d), top)
-        rel = "" if rel == "." else rel
-        return [n for n in names if exclude(rel, n)]
+        return [n for n in names if n in skip] if os.path.realpath(d) == top else []
 
-    shutil.copytree(src, dst, symlinks=True, ignore=ignore)
+    try:
+        shutil.copytree(src, dst, symlinks=True, ignore=ignore)
+    except shutil.Error as exc:
+        reasons = [str(why) for *_paths, why in exc.args[0]] if exc.args else []
+        full = any("No space left on device" in r for r in reasons)
+        raise SourceError(
+            f"no space left on device while copying {src} into the store"
+            if full
+            else f"cannot copy {src}: {reasons[0] if reasons else exc}",
+            file=ctx.file,
+            key=ctx.key,
+        ) from None
+    except OSError as exc:
+        raise copy_error(exc, src, ctx) from None
 
 
-def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped-def]
+def copy_error(exc: OSError, src: Path, ctx: FetchContext) -> SourceError:
+    if exc.errno == errno.ENOSPC:
+        return SourceError(
+            f"no space left on device while copying {src} into the store",
+            file=ctx.file,
+            key=ctx.key,
+        )
+    return SourceError(f"cannot copy {src}: {exc.strerror or exc}", file=ctx.file, key=ctx.key)
+
+
+def resolve(spec: SourceSpec, ctx: FetchContext) -> LockedSource:
     assert spec.path is not None
     p = _dir(spec.path, ctx)
     nar_hash = _hash(p, ctx)
@@ -77,7 +129,7 @@ def resolve(spec, ctx: FetchContext) -> LockedSource:  # type: ignore[no-untyped
     )
 
 
-def current_hash(spec_path: str, ctx: FetchContext):  # type: ignore[no-untyped-def]
+def current_hash(spec_path: str, ctx: FetchContext) -> Hash:
     """The hash the directory has now (for staleness checks)."""
     return _hash(_dir(spec_path, ctx), ctx)
 
