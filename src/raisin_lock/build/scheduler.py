@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -229,9 +230,12 @@ class Scheduler:
             return len(running) - len(fetches) < slots
 
         try:
-            with ThreadPoolExecutor(
-                max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
-            ) as pool:
+            with (
+                ThreadPoolExecutor(
+                    max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
+                ) as pool,
+                _cancel_on_exit(self.cancel),
+            ):
                 while ready or running:
                     i = 0
                     while i < len(ready) and not stopped:
@@ -285,9 +289,6 @@ class Scheduler:
                         ready.sort(key=priority.__getitem__, reverse=True)
                     if stopped:
                         ready.clear()
-        except KeyboardInterrupt:
-            self.cancel.set()
-            raise
         finally:
             self._jobserver.close()
 
@@ -351,7 +352,8 @@ class Scheduler:
         drv = self.drvs[name]
         out = drv.out
         self._ensure_sandbox()
-        self._jobserver.acquire()
+        if not self._jobserver.acquire(self.cancel):
+            raise _BuildFailed("cancelled", None)
         try:
             if self.cancel.is_set():
                 raise _BuildFailed("cancelled", None)
@@ -416,7 +418,8 @@ class Scheduler:
         out = self.drvs[name].out
         info = self.store.query(out)
         assert info is not None
-        self._jobserver.acquire()
+        if not self._jobserver.acquire(self.cancel):
+            raise _BuildFailed("cancelled", None)
         try:
             self.events.started(name, "checking")
             t0 = time.monotonic()
@@ -465,6 +468,20 @@ class Scheduler:
 
     def diffs(self) -> dict[str, tuple[list[str], str | None]]:
         return getattr(self, "_diffs", {})
+
+
+@contextmanager
+def _cancel_on_exit(cancel: threading.Event) -> Iterator[None]:
+    """Cancel the running builds when the loop leaves by an exception (Ctrl-C, SIGTERM).
+
+    Entered after the thread pool, so it runs before the pool's exit waits
+    for its workers: the builds are killed first, and the wait is short.
+    """
+    try:
+        yield
+    except BaseException:
+        cancel.set()
+        raise
 
 
 def _priorities(

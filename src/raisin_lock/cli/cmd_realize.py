@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 from raisin_lock.cli.context import Context
@@ -57,8 +58,24 @@ def _tail(path: Path | None, n: int = 25) -> list[str]:
     return lines[-n:]
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM does what Ctrl-C does: kill the builds, clean up, exit 130 ("interrupted").
+
+    Without this Python dies at once on SIGTERM, leaving the builds' temp
+    directories behind (and, with ``--sandbox none``, the builds running)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.planning import plan
+
+    _interrupt_on_sigterm()
     from raisin_lock.errors import InputError
 
     if args.jobs is not None and args.jobs < 0:
