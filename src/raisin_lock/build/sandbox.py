@@ -21,7 +21,8 @@ by bubblewrap (``bwrap``), and inside them the build sees:
   writable copy of the source (the working directory) and ``/build/tmp``
   (``TMPDIR``, also mounted at ``/tmp``);
 - a network namespace with only loopback, hostname ``raisin``, a new
-  session, its own pid/ipc/uts/cgroup namespaces, and -- when user
+  session, its own pid/ipc/uts/cgroup namespaces (the build's shell is pid 1
+  there, so /proc/1 shows nothing of the host), and -- when user
   namespaces work -- uid/gid 1000 ("raisin"), so ``id`` and file ownership
   do not depend on who runs raisin;
 - a fixed environment (:func:`build_env`) and ``umask 022``.
@@ -111,6 +112,32 @@ for __raisin_step in "$@"; do
   eval "$__raisin_step"
 done
 """
+
+
+# Every build sees the jobserver pipe on these descriptors, whatever numbers
+# it has in raisin (which depend on how many builds run at once), so
+# ``MAKEFLAGS`` -- part of what a build can record -- is always the same.
+JOBSERVER_FDS = (3, 4)
+
+# Moves the jobserver pipe from $1,$2 to 3,4 and runs the rest of the
+# arguments. bash, because dash cannot name descriptors above 9; through
+# temporaries ({a},{b} >= 10), so any overlap of the old and new numbers is
+# fine; ``env -u SHLVL`` because bash would export one.
+_REMAP = r"""r=$1 w=$2
+shift 2
+exec {a}<&"$r" {b}>&"$w"
+exec {r}<&- {w}>&-
+exec 3<&"$a" 4>&"$b"
+exec {a}<&- {b}>&-
+exec /usr/bin/env -u SHLVL -- "$@"
+"""
+
+
+def _remap(jobserver: Jobserver | None) -> list[str]:
+    if jobserver is None:
+        return []
+    r, w = jobserver.fds
+    return ["/bin/bash", "--norc", "--noprofile", "-c", _REMAP, "raisin-jobserver", str(r), str(w)]
 
 
 @dataclass(frozen=True)
@@ -287,7 +314,11 @@ def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[st
         "TZ": "UTC",
         "LC_ALL": "C.UTF-8",
         "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
-        "MAKEFLAGS": jobserver.makeflags(jobs) if jobserver is not None else f"-j{jobs}",
+        "MAKEFLAGS": (
+            f"-j{jobs} --jobserver-auth={JOBSERVER_FDS[0]},{JOBSERVER_FDS[1]}"
+            if jobserver is not None
+            else f"-j{jobs}"
+        ),
         "RAISIN_BUILD_CORES": str(jobs),
     }
     env.update(spec.env)
@@ -328,11 +359,13 @@ def run(
             os.set_blocking(info, False)
             argv = _bwrap_argv(spec, bwrap, env, info_w, own_fds)
             pass_fds += own_fds[1:]  # all but our end of the info pipe
+            argv += _remap(jobserver)
             argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src or "", *spec.steps]
             popen_env: dict[str, str] = {}
             cwd = None
         else:
-            argv = ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
+            argv = _remap(jobserver)
+            argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
             popen_env = env
             cwd = os.path.join(spec.build_dir_host, "src")
         result = _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
@@ -385,6 +418,10 @@ def _bwrap_argv(
 ) -> list[str]:
     """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
     argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns)]
+    # The build's own command is pid 1 of its pid namespace (--unshare-all
+    # made one): otherwise pid 1 is bwrap's init, whose /proc/1/cmdline is
+    # bwrap's whole command line, host paths included.
+    argv += ["--as-pid-1"]
     argv += _root_args()
 
     argv += ["--perms", "0755", "--dir", "/etc"]
