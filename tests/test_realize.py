@@ -305,3 +305,106 @@ def test_out_is_created_by_the_build_dir_or_single_file(tmp_path):
     assert (Path(info["d"]["out"]) / "f").read_text() == "f\n"
     assert Path(info["f"]["out"]).read_text() == "single\n"
     assert raisin("store", "verify", cwd=tmp_path).code == 0
+
+
+SEVEN = """\
+[components.base]
+source = { path = "src" }
+build = ["sleep 3", "mkdir $out"]
+
+[components.bad]
+source = { path = "src" }
+build = ["sleep 0.5", "echo boom", "false"]
+
+[components.after-bad]
+source = { path = "src" }
+deps = ["bad"]
+build = ["mkdir $out"]
+
+[components.after-base]
+source = { path = "src" }
+deps = ["base"]
+build = ["mkdir $out"]
+
+[components.left]
+source = { path = "src" }
+build = ["mkdir $out"]
+
+[components.right]
+source = { path = "src" }
+build = ["sleep 1", "mkdir $out"]
+
+[components.top]
+source = { path = "src" }
+deps = ["after-base", "left"]
+build = ["mkdir $out"]
+"""
+
+
+def _seven(tmp_path: Path) -> Path:
+    proj = tmp_path / "seven"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "f").write_text("f\n")
+    (proj / "raisin.toml").write_text(SEVEN)
+    assert raisin("lock", cwd=proj).code == 0
+    return proj
+
+
+def _progress(err: str) -> list[tuple[int, int, str, str]]:
+    import re
+
+    lines = re.findall(r"^\[(\d+)/(\d+)\] (\S+) (.*)$", err, re.MULTILINE)
+    return [(int(n), int(t), name, rest) for n, t, name, rest in lines]
+
+
+def test_failure_without_keep_going_names_failed_cancelled_and_not_started(tmp_path):
+    proj = _seven(tmp_path)
+    r = raisin("realize", "-j", "2", cwd=proj)
+    assert r.code == 1, r
+    lines = _progress(r.err)
+    # one line per component, counted 1..7 of 7
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 7) for i in range(1, 8)], r.err
+    state = {name: rest for _, _, name, rest in lines}
+    assert sorted(state) == sorted(
+        ["base", "bad", "after-bad", "after-base", "left", "right", "top"]
+    )
+    assert state["bad"].startswith("FAILED")
+    assert state["base"].startswith("cancelled"), r.err  # killed, not failed
+    assert state["after-bad"] == "not built (bad failed)"
+    assert "FAILED" not in "".join(v for k, v in state.items() if k != "bad")
+    # the summary: only bad failed (with its log); base cancelled; the rest not started
+    assert "error: bad: build failed: exit status 1" in r.err
+    assert "error: base" not in r.err
+    assert "raisin log bad" in r.err
+    assert "cancelled (another build failed; --keep-going lets them finish): base" in r.err
+    assert "not built (a dependency failed): after-bad\n" in r.err
+    started = [ln for ln in r.err.splitlines() if ln.startswith("not started")]
+    assert len(started) == 1 and started[0].endswith(": after-base, right, top"), r.err
+    info = _show(proj)
+    assert [n for n, c in info.items() if c["built"]] == ["left"]
+
+
+def test_progress_counts_match_the_lines_printed(tmp_path):
+    proj = _seven(tmp_path)
+    (proj / "raisin.toml").write_text(
+        SEVEN.replace('"sleep 0.5", "echo boom", "false"', '"mkdir $out"')
+    )
+    r = raisin("realize", "-j", "2", cwd=proj)
+    assert r.code == 0, r
+    lines = _progress(r.err)
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 7) for i in range(1, 8)], r.err
+    assert all(rest.startswith("ok (") for *_, rest in lines)
+    assert "7 to build: " in r.err and "0/0" not in r.err
+    # keep-going: the failure's dependents are not built, everything else is, counts still add up
+    (proj / "raisin.toml").write_text(SEVEN.replace("sleep 3", "sleep 0.1"))
+    r = raisin("realize", "-j", "2", "--keep-going", cwd=proj)
+    assert r.code == 1, r
+    lines = _progress(r.err)
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 5) for i in range(1, 6)], r.err
+    assert {name: rest.split(" ")[0] for _, _, name, rest in lines} == {
+        "bad": "FAILED",
+        "after-bad": "not",
+        "base": "ok",
+        "after-base": "ok",
+        "top": "ok",
+    }

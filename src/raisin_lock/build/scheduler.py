@@ -106,14 +106,16 @@ class Scheduler:
         if self.store.is_valid(drv.out):
             return "valid"
         if self.cancel.is_set():
-            raise _BuildFailed("cancelled", None)
+            raise _BuildFailed("cancelled", None, cancelled=True)
         self.events.started(name, "substituting")
         t0 = time.monotonic()
         try:
             info = self.substituters.fetch(self.store, drv.out, deriver=drv.hash().sri)
         except SubstituteFailed as exc:
-            self.events.finished(name, False, time.monotonic() - t0, None, "substitution failed")
             if not self.fallback or self.jobs == 0:
+                self.events.finished(
+                    name, False, time.monotonic() - t0, None, "substitution failed"
+                )
                 if exc.trust:
                     raise InputError(f"{name}: substitution refused: {exc.message}") from None
                 raise _BuildFailed(f"substitution failed: {exc.message}", None) from None
@@ -215,6 +217,7 @@ class Scheduler:
         priority = _priorities(todo, dependents)
         ready = sorted((n for n in todo if not waiting[n]), key=priority.__getitem__, reverse=True)
         running: dict[Future[str], str] = {}
+        finished: set[str] = set()  # built, failed, cancelled, ... (not skipped)
         stopped = False
         slots = max(1, self.jobs)
         self._jobserver = Jobserver(slots)
@@ -256,6 +259,13 @@ class Scheduler:
                         try:
                             note = fut.result()
                         except _BuildFailed as exc:
+                            if exc.cancelled:  # stopped because another build failed
+                                if exc.log is None:
+                                    continue  # never started: counted as not started
+                                result.cancelled.append(Failure(name, exc.reason, exc.log))
+                                finished.add(name)
+                                continue
+                            finished.add(name)
                             result.failed.append(Failure(name, exc.reason, exc.log))
                             self._skip_dependents(name, dependents, waiting, result)
                             if not self.keep_going:
@@ -263,6 +273,7 @@ class Scheduler:
                                 self.cancel.set()
                             continue
                         except RaisinError as exc:
+                            finished.add(name)
                             result.failed.append(Failure(name, str(exc)))
                             self._skip_dependents(name, dependents, waiting, result)
                             if not self.keep_going or exc.exit_code == 2:
@@ -271,6 +282,7 @@ class Scheduler:
                                 if exc.exit_code == 2:
                                     raise
                             continue
+                        finished.add(name)
                         if note == "built":
                             result.built.append(name)
                         elif note == "substituted":
@@ -291,6 +303,10 @@ class Scheduler:
                         ready.clear()
         finally:
             self._jobserver.close()
+        for n in todo:  # what a stop left: neither finished nor skipped
+            if n not in finished and n not in result.skipped:
+                result.not_started.append(n)
+                self.events.skipped(n, "not started")
 
     def _skip_dependents(
         self,
@@ -304,6 +320,7 @@ class Scheduler:
             n = stack.pop()
             if n not in result.skipped:
                 result.skipped.append(n)
+                self.events.skipped(n, f"{name} failed")
                 stack.extend(dependents[n])
 
     # ------------------------------------------------------------ one build
@@ -353,10 +370,10 @@ class Scheduler:
         out = drv.out
         self._ensure_sandbox()
         if not self._jobserver.acquire(self.cancel):
-            raise _BuildFailed("cancelled", None)
+            raise _BuildFailed("cancelled", None, cancelled=True)
         try:
             if self.cancel.is_set():
-                raise _BuildFailed("cancelled", None)
+                raise _BuildFailed("cancelled", None, cancelled=True)
             with self.store.lock(out):
                 if self.store.is_valid(out):
                     self.events.finished(name, True, 0.0, None, "built by another process")
@@ -373,9 +390,11 @@ class Scheduler:
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
                 if not res.ok:
                     self.store.prepare_build(out)  # remove the partial output now
-                    why = "cancelled" if res.cancelled else f"exit status {res.exit_code}"
+                    if res.cancelled:
+                        self.events.cancelled(name, time.monotonic() - t0, log)
+                        raise _BuildFailed("cancelled", log, cancelled=True)
                     self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed(why, log)
+                    raise _BuildFailed(f"exit status {res.exit_code}", log)
                 if not out_host.exists():
                     self.events.finished(name, False, time.monotonic() - t0, log)
                     raise _BuildFailed("the build did not create $out", log)
@@ -419,7 +438,7 @@ class Scheduler:
         info = self.store.query(out)
         assert info is not None
         if not self._jobserver.acquire(self.cancel):
-            raise _BuildFailed("cancelled", None)
+            raise _BuildFailed("cancelled", None, cancelled=True)
         try:
             self.events.started(name, "checking")
             t0 = time.monotonic()
@@ -506,10 +525,11 @@ def _priorities(
 
 
 class _BuildFailed(Exception):
-    def __init__(self, reason: str, log: Path | None) -> None:
+    def __init__(self, reason: str, log: Path | None, *, cancelled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.log = log
+        self.cancelled = cancelled  # stopped because of another failure, not failed itself
 
 
 def _size(n: int) -> str:

@@ -113,8 +113,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for line in tail:
                 ctx.info(f"  {line}")
             ctx.info(f"--- full log: {f.log}  (raisin log {f.name})")
+    if res.cancelled:
+        names = ", ".join(sorted(c.name for c in res.cancelled))
+        ctx.info(f"cancelled (another build failed; --keep-going lets them finish): {names}")
     if res.skipped:
         ctx.info(f"not built (a dependency failed): {', '.join(sorted(res.skipped))}")
+    if res.not_started:
+        names = ", ".join(sorted(res.not_started))
+        ctx.info(f"not started (the realize stopped at the first failure): {names}")
     for name, files in sorted(res.not_reproducible.items()):
         ctx.info(f"error: {name}: rebuild is not bit-identical; differing files:")
         for fpath in files[:50]:
