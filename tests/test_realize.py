@@ -408,3 +408,28 @@ def test_progress_counts_match_the_lines_printed(tmp_path):
         "after-base": "ok",
         "top": "ok",
     }
+
+
+def test_live_progress_on_a_terminal_never_lags_the_lines(tmp_path):
+    import re
+
+    proj = _seven(tmp_path)
+    (proj / "raisin.toml").write_text(
+        SEVEN.replace('"sleep 0.5", "echo boom", "false"', '"mkdir $out"')
+    )
+    out = tmp_path / "tty.out"
+    cmd = f"{RAISIN} realize -j 2 > /dev/null"
+    p = subprocess.run(
+        ["script", "-qec", cmd, str(out)], cwd=proj, capture_output=True, timeout=120
+    )
+    assert p.returncode == 0, p
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.read_text(errors="replace"))
+    assert "0/0" not in text
+    # after each "[n/7] name ok" line, the table never shows fewer than n done
+    done = 0
+    for m in re.finditer(r"\[(\d+)/7\]|(\d+)/7 done", text):
+        if m.group(1):
+            done = int(m.group(1))
+        else:
+            assert int(m.group(2)) >= done, text
+    assert done == 7

@@ -54,8 +54,8 @@ class PlainEvents(Events):
     def _end(self, name: str, state: str) -> None:
         self.running.pop(name, None)
         self.done += 1
+        self._changed()  # the table first: printing the line redraws it
         self._say(f"[{self.done}/{self.total}] {name} {state}")
-        self._changed()
 
     def finished(
         self, name: str, ok: bool, seconds: float, log: Path | None, note: str = ""
@@ -109,7 +109,7 @@ class LiveEvents(PlainEvents):
         return t
 
     def _changed(self) -> None:
-        self.live.update(self._render())
+        self.live.update(self._render(), refresh=True)
 
     def _say(self, msg: str) -> None:
         self.console.print(msg, highlight=False)
