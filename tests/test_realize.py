@@ -433,3 +433,41 @@ def test_live_progress_on_a_terminal_never_lags_the_lines(tmp_path):
         else:
             assert int(m.group(2)) >= done, text
     assert done == 7
+
+
+def test_unsandboxed_paths_are_marked_not_pushed_and_rebuilt_in_the_sandbox(demo, tmp_path):
+    r = raisin("realize", "--sandbox", "none", "hello", cwd=demo)
+    assert r.code == 0, r
+    info = _show(demo)
+    assert info["hello"]["built"] and info["hello"]["sandboxed"] is False
+    assert info["motd"]["sandboxed"] is False
+    # push refuses (nothing uploaded) unless told
+    keys = tmp_path / "keys"
+    assert raisin("key", "generate", "test-1", "--out", str(keys), cwd=demo).code == 0
+    cache = tmp_path / "cache"
+    r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "test-1.secret"), cwd=demo)
+    assert r.code == 2, r
+    assert "built without the sandbox" in r.err and "--allow-unsandboxed" in r.err
+    assert "-hello-1.2" in r.err and "Traceback" not in r.err
+    assert not list(cache.glob("*.narinfo")) and not list(cache.glob("nar/*"))
+    r = raisin(
+        "push", f"file://{cache}", "motd", "--key", str(keys / "test-1.secret"),
+        "--allow-unsandboxed", cwd=demo,
+    )  # fmt: skip
+    assert r.code == 0, r
+    # a sandboxed realize does not trust them: it builds them again, in the sandbox
+    r = raisin("realize", "hello", cwd=demo)
+    assert r.code == 0, r
+    assert "nothing to build" not in r.err
+    assert "3 to build" in r.err, r.err
+    info = _show(demo)
+    assert all(
+        info[n]["built"] and info[n]["sandboxed"] is True for n in ("hello", "motd", "greet")
+    )
+    assert raisin("store", "verify", cwd=demo).code == 0
+    r = raisin("realize", "hello", cwd=demo)
+    assert r.code == 0 and "nothing to build" in r.err
+    hello = Path(info["hello"]["out"]) / "usr/bin/hello"
+    assert subprocess.run([str(hello)], capture_output=True).returncode == 0
+    r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "test-1.secret"), cwd=demo)
+    assert r.code == 0, r

@@ -61,7 +61,9 @@ def realize(
     ``substituters``/``trusted_keys`` add to the manifest's ``[cache]`` table;
     ``jobs=0`` builds nothing locally (substitute only); ``plan``: what
     :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first)."""
-    p = plan or planning.plan(project, names, lock_file=lock_file, offline=offline, report=report)
+    p = plan or planning.plan(
+        project, names, lock_file=lock_file, offline=offline, report=report, sandbox=sandbox
+    )
     lk, base_dir, selected, store, order = p.lock, p.base_dir, p.selected, p.store, p.order
     if not check and p.up_to_date:
         return RealizeResult(already_valid=order)
@@ -94,6 +96,7 @@ def realize(
         events=events,
         substituters=subs or None,
         fallback=fallback,
+        trust_unsandboxed=sandbox == "none",
     )
     with guard(store):  # gc cannot start between rooting the lock and seeing what is valid
         register_lock_root(store, (lock_file or project.lock_path).absolute())

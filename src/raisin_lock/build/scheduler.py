@@ -70,6 +70,9 @@ class Scheduler:
     substituters: Substituters | None = None
     fallback: bool = True
     sandbox_request: str | None = None  # resolved at the first build when sandbox is not chosen yet
+    # False for a sandboxed realize: a valid path built with --sandbox none is
+    # rebuilt in the sandbox (and its record replaced) instead of trusted.
+    trust_unsandboxed: bool = True
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
@@ -158,7 +161,10 @@ class Scheduler:
     def plan(self, names: list[str]) -> tuple[list[str], list[str]]:
         """(closure in build order, the ones already valid)."""
         order = self.lock.closure(names)
-        valid = self.store.valid_subset([self.drvs[n].out for n in order])
+        outs = [self.drvs[n].out for n in order]
+        valid = self.store.valid_subset(outs)
+        if not self.trust_unsandboxed:
+            valid -= self.store.unsandboxed_subset(outs)
         return order, [n for n in order if self.drvs[n].out in valid]
 
     # ------------------------------------------------------------ realize
@@ -375,45 +381,59 @@ class Scheduler:
             if self.cancel.is_set():
                 raise _BuildFailed("cancelled", None, cancelled=True)
             with self.store.lock(out):
-                if self.store.is_valid(out):
+                # a valid unsandboxed path under a sandboxed realize: build it again
+                redo = self.store.is_valid(out) and not self._trusted(out)
+                if self.store.is_valid(out) and not redo:
                     self.events.finished(name, True, 0.0, None, "built by another process")
                     return "valid"
                 src = self._source(name)
-                out_host = self.store.prepare_build(out)
                 log = self.store.log_path(out)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.unlink(missing_ok=True)
                 self.events.started(name, "building")
                 t0 = time.monotonic()
                 with self.store.tmpdir(f"build-{name}") as bdir:
+                    out_host = bdir / "out" / out.base if redo else self.store.prepare_build(out)
                     spec, candidates = self._spec(name, out_host, bdir, src, log)
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
-                if not res.ok:
-                    self.store.prepare_build(out)  # remove the partial output now
-                    if res.cancelled:
-                        self.events.cancelled(name, time.monotonic() - t0, log)
-                        raise _BuildFailed("cancelled", log, cancelled=True)
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed(f"exit status {res.exit_code}", log)
-                if not out_host.exists():
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed("the build did not create $out", log)
-                try:
-                    info = self.store.register(
-                        out,
-                        candidates=candidates,
-                        deriver=drv.hash().sri,
-                        sandboxed=self.sandbox == "bwrap",
-                    )
-                except BuildError as exc:
-                    self.store.prepare_build(out)
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed(str(exc), log) from None
+                    if not res.ok:
+                        if not redo:
+                            self.store.prepare_build(out)  # remove the partial output now
+                        if res.cancelled:
+                            self.events.cancelled(name, time.monotonic() - t0, log)
+                            raise _BuildFailed("cancelled", log, cancelled=True)
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed(f"exit status {res.exit_code}", log)
+                    if not out_host.exists():
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed("the build did not create $out", log)
+                    try:
+                        if redo:
+                            info = self.store.replace_unsandboxed(
+                                out, out_host, candidates=candidates, deriver=drv.hash().sri
+                            )
+                        else:
+                            info = self.store.register(
+                                out,
+                                candidates=candidates,
+                                deriver=drv.hash().sri,
+                                sandboxed=self.sandbox == "bwrap",
+                            )
+                    except BuildError as exc:
+                        if not redo:
+                            self.store.prepare_build(out)
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed(str(exc), log) from None
                 self.store.record_derivation(drv.hash().sri, out, name)
                 self.events.finished(name, True, time.monotonic() - t0, log, _size(info.nar_size))
                 return "built"
         finally:
             self._jobserver.release()
+
+    def _trusted(self, out: StorePath) -> bool:
+        if self.trust_unsandboxed or self.sandbox != "bwrap":
+            return True
+        return not self.store.unsandboxed_subset([out])
 
     def rebuild_in(self, name: str, scratch: Path) -> Path:
         """Build ``name`` again into ``scratch/out`` (mounted at its virtual path); normalised."""

@@ -81,7 +81,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.jobs is not None and args.jobs < 0:
         raise InputError("-j must be 0 (substitute only) or more", key="-j")
     lock_file = Path(args.lock_file) if args.lock_file else None
-    p = plan(ctx.project, args.names, lock_file=lock_file, offline=args.offline, report=ctx.info)
+    p = plan(
+        ctx.project,
+        args.names,
+        lock_file=lock_file,
+        offline=args.offline,
+        report=ctx.info,
+        sandbox=args.sandbox,
+    )
     if p.up_to_date and not args.check:
         ctx.info("nothing to build")
         return 0
