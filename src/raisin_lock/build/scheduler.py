@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raisin_lock.build import sandbox
+from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.result import Failure, RealizeResult
@@ -471,7 +471,7 @@ class Scheduler:
                 again, _ = hash_path(again_tree)
                 if again != info.nar_hash:
                     files = tree_differences(self.store.host_path(out), again_tree)
-                    summary = _diffoscope(self.store.host_path(out), again_tree)
+                    summary = diffoscope(self.store.host_path(out), again_tree)
                     self._record_diff(name, files, summary)
                     self.events.finished(
                         name, False, time.monotonic() - t0, None, "not reproducible"
@@ -558,47 +558,3 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
-
-
-def tree_differences(a: Path, b: Path) -> list[str]:
-    """Relative paths whose type, executable bit, content or target differ."""
-
-    def walk(root: Path) -> dict[str, tuple[str, bytes]]:
-        entries: dict[str, tuple[str, bytes]] = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            for n in dirnames + filenames:
-                p = os.path.join(dirpath, n)
-                rel = os.path.relpath(p, root)
-                if os.path.islink(p):
-                    entries[rel] = ("link", os.fsencode(os.readlink(p)))
-                elif os.path.isdir(p):
-                    entries[rel] = ("dir", b"")
-                else:
-                    import hashlib
-
-                    with open(p, "rb") as f:
-                        digest = hashlib.file_digest(f, "sha256").digest()
-                    kind = "exec" if os.access(p, os.X_OK) else "file"
-                    entries[rel] = (kind, digest)
-        return entries
-
-    x, y = walk(a), walk(b)
-    return sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
-
-
-def _diffoscope(a: Path, b: Path) -> str | None:
-    exe = shutil.which("diffoscope")
-    if not exe:
-        return None
-    try:
-        p = subprocess.run(
-            [exe, "--no-progress", "--text", "-", str(a), str(b)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = p.stdout.splitlines()
-    return "\n".join(lines[:60])
