@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -351,7 +352,6 @@ def _seven(tmp_path: Path) -> Path:
 
 
 def _progress(err: str) -> list[tuple[int, int, str, str]]:
-    import re
 
     lines = re.findall(r"^\[(\d+)/(\d+)\] (\S+) (.*)$", err, re.MULTILINE)
     return [(int(n), int(t), name, rest) for n, t, name, rest in lines]
@@ -411,7 +411,6 @@ def test_progress_counts_match_the_lines_printed(tmp_path):
 
 
 def test_live_progress_on_a_terminal_never_lags_the_lines(tmp_path):
-    import re
 
     proj = _seven(tmp_path)
     (proj / "raisin.toml").write_text(
@@ -471,3 +470,50 @@ def test_unsandboxed_paths_are_marked_not_pushed_and_rebuilt_in_the_sandbox(demo
     assert subprocess.run([str(hello)], capture_output=True).returncode == 0
     r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "test-1.secret"), cwd=demo)
     assert r.code == 0, r
+
+
+def test_a_lock_alone_names_the_component_whose_directory_is_missing(demo, tmp_path):
+
+    assert raisin("lock", cwd=demo).code == 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(demo / "raisin.lock", bare / "x.lock")
+    r = raisin("--store", str(tmp_path / "st"), "realize", "-j", "1", "--lock", "x.lock", cwd=bare)
+    assert r.code == 2, r
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.err
+    m = re.match(
+        r"error: x\.lock: components\.(\w+)\.source: expected a directory, found nothing", errors[0]
+    )
+    assert m, r.err
+    name = m.group(1)
+    assert f"{name}'s source is a local directory" in r.err and "--substituter" in r.err
+    failed = re.findall(r"^\[\d+/\d+\] (\S+) FAILED", r.err, re.MULTILINE)
+    assert failed == [name], r.err  # the progress blames the same component, and only it
+    assert "Traceback" not in r.err
+
+
+def test_toolchain_mismatch_is_an_error_with_a_lock_file_unless_warn(demo, tmp_path):
+    assert raisin("lock", cwd=demo).code == 0
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "make").write_text("#!/bin/sh\necho 'GNU Make 0.1'\n")
+    (fake / "make").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}  # the host's make is not the lock's
+    r = raisin("realize", "--lock", "raisin.lock", cwd=demo, env=env)
+    assert r.code == 2, r
+    assert "raisin.lock: toolchain: the host's toolchain differs" in r.err
+    assert "'GNU Make 0.1'" in r.err and "--toolchain-mismatch=warn" in r.err
+    assert not _show(demo)["motd"]["built"]
+    # without --lock FILE the default is to warn; both can be chosen explicitly
+    r = raisin("realize", "motd", "--toolchain-mismatch=error", cwd=demo, env=env)
+    assert r.code == 2 and "toolchain differs" in r.err, r
+    r = raisin("realize", "motd", cwd=demo, env=env)
+    assert r.code == 0, r
+    assert "warning: toolchain differs from the lock's record: make" in r.err
+    r = raisin("realize", "--lock", "raisin.lock", "--toolchain-mismatch=warn", cwd=demo, env=env)
+    assert r.code == 0, r
+    assert "warning: toolchain differs from the lock's record: make" in r.err
+    r = raisin("realize", "--help", cwd=demo)
+    help_text = " ".join(r.out.split())  # argparse wraps to the terminal's width
+    assert "--toolchain-mismatch" in help_text and "the default with --lock FILE" in help_text

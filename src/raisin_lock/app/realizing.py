@@ -55,12 +55,16 @@ def realize(
     trusted_keys: list[str] | None = None,
     fallback: bool = True,
     plan: planning.Plan | None = None,
+    toolchain_mismatch: str | None = None,
 ) -> RealizeResult:
     """Build what the lock says into the store; return a scheduler RealizeResult.
 
     ``substituters``/``trusted_keys`` add to the manifest's ``[cache]`` table;
     ``jobs=0`` builds nothing locally (substitute only); ``plan``: what
-    :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first)."""
+    :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first);
+    ``toolchain_mismatch``: ``"error"`` (the default with ``lock_file``) or
+    ``"warn"`` (the default otherwise) when the host's toolchain differs from
+    the lock's record, as the outputs keep the lock's paths either way."""
     p = plan or planning.plan(
         project, names, lock_file=lock_file, offline=offline, report=report, sandbox=sandbox
     )
@@ -121,7 +125,17 @@ def realize(
             "building without a sandbox (--sandbox none): outputs are marked unsandboxed"
         )
     store.cleanup()
-    for line in toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else ():
+    mismatch = toolchain_mismatch or ("error" if lock_file is not None else "warn")
+    diffs = toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else []
+    if diffs and mismatch == "error":
+        raise InputError(
+            "the host's toolchain differs from the lock's record, and the outputs would "
+            "get the lock's paths: " + "; ".join(diffs),
+            file=display_path(lock_file or project.lock_path),
+            key="toolchain",
+            hint="build anyway with --toolchain-mismatch=warn",
+        )
+    for line in diffs:
         sched.events.warn(f"toolchain differs from the lock's record: {line}")
     try:
         return sched.check(selected) if check else sched.realize(selected)

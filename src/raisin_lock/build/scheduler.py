@@ -36,7 +36,7 @@ from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.result import Failure, RealizeResult
 from raisin_lock.build.sandbox import BuildSpec, check_sandbox
 from raisin_lock.cache.substitute import SubstituteFailed
-from raisin_lock.errors import BuildError, InputError, RaisinError
+from raisin_lock.errors import BuildError, InputError, RaisinError, SourceError
 from raisin_lock.lock.derivation import Derivation, dep_var
 from raisin_lock.nar import hash_path
 from raisin_lock.sources import materialize
@@ -280,6 +280,7 @@ class Scheduler:
                             continue
                         except RaisinError as exc:
                             finished.add(name)
+                            self.events.finished(name, False, 0.0, None, "error below")
                             result.failed.append(Failure(name, str(exc)))
                             self._skip_dependents(name, dependents, waiting, result)
                             if not self.keep_going or exc.exit_code == 2:
@@ -368,7 +369,16 @@ class Scheduler:
 
         comp = self.lock.components[name]
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
-        return materialize(comp.source, ctx)
+        try:
+            return materialize(comp.source, ctx)
+        except SourceError as exc:
+            if comp.source.kind == "path" and exc.hint is None:
+                exc.hint = (
+                    f"{name}'s source is a local directory, which a lock does not carry: "
+                    f"put the directory there, or give a --substituter (a cache that has "
+                    f"{self.drvs[name].out.base})"
+                )
+            raise
 
     def _build_one(self, name: str) -> str:
 

@@ -1,5 +1,5 @@
 """raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]
-[--substituter URL...] [--trusted-key KEY...] [--no-fallback]."""
+[--substituter URL...] [--trusted-key KEY...] [--no-fallback] [--toolchain-mismatch warn|error]."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-fallback",
         action="store_true",
         help="fail instead of building when a substitution fails",
+    )
+    p.add_argument(
+        "--toolchain-mismatch",
+        choices=["warn", "error"],
+        default=None,
+        help="when the host's compiler, binutils, libc or make differ from the lock's "
+        "[toolchain] record (the outputs keep the lock's paths either way): "
+        "refuse to build (error; the default with --lock FILE) or build with a "
+        "warning (warn; the default otherwise)",
     )
     p.set_defaults(run=run)
 
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         trusted_keys=args.trusted_key,
         fallback=not args.no_fallback,
         plan=p,
+        toolchain_mismatch=args.toolchain_mismatch,
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")
