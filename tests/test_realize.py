@@ -517,3 +517,60 @@ def test_toolchain_mismatch_is_an_error_with_a_lock_file_unless_warn(demo, tmp_p
     r = raisin("realize", "--help", cwd=demo)
     help_text = " ".join(r.out.split())  # argparse wraps to the terminal's width
     assert "--toolchain-mismatch" in help_text and "the default with --lock FILE" in help_text
+
+
+def _noisy(proj: Path, extra: str = "") -> None:
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "f").write_text("f\n")
+    (proj / "raisin.toml").write_text(
+        '[components.noisy]\nsource = { path = "src" }\n'
+        'build = ["echo start", "yes raisin-log-line-raisin-log-line", "mkdir $out"]\n'
+        '\n[components.quiet]\nsource = { path = "src" }\nbuild = ["echo fine", "mkdir $out"]\n'
+        + extra
+    )
+
+
+def test_build_log_is_capped_and_the_build_killed(tmp_path):
+    proj = tmp_path / "p"
+    _noisy(proj)
+    r = raisin("realize", "noisy", cwd=proj, env={"RAISIN_MAX_LOG_SIZE": "100000"}, timeout=120)
+    assert r.code == 1, r
+    assert "error: noisy: build failed: build log exceeded 100000 bytes" in r.err
+    (log,) = (proj / "store" / ".raisin" / "logs").glob("*noisy*.log")
+    size = log.stat().st_size
+    assert 100000 <= size < 100000 + 200, size
+    assert log.read_text().endswith(
+        "killed: build log exceeded 100000 bytes (RAISIN_MAX_LOG_SIZE)\n"
+    )
+    assert not _show(proj)["noisy"]["built"]
+    assert list((proj / "store" / ".raisin" / "tmp").iterdir()) == []
+    r = raisin("realize", "noisy", cwd=proj, env={"RAISIN_MAX_LOG_SIZE": "lots"})
+    assert r.code == 2 and "RAISIN_MAX_LOG_SIZE: expected a number of bytes" in r.err, r
+
+
+def test_a_log_filling_the_disk_fails_the_build_and_frees_the_space(tmp_path):
+    proj = tmp_path / "p"
+    _noisy(proj)
+    store = tmp_path / "small"
+    store.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(store)]).returncode:
+        import pytest
+
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        r = raisin(
+            "--store", str(store), "realize", "-j", "1", "--keep-going", cwd=proj, timeout=120
+        )
+        assert r.code == 1, r
+        assert (
+            "error: noisy: build failed: no space left on device (writing the build log)" in r.err
+        )
+        assert "Traceback" not in r.err
+        info = _show(proj, "--store", str(store))
+        assert not info["noisy"]["built"] and info["quiet"]["built"]
+        assert list((store / ".raisin" / "tmp").iterdir()) == []
+        (log,) = (store / ".raisin" / "logs").glob("*noisy*.log")
+        assert log.stat().st_size < 128 * 1024
+        assert shutil.disk_usage(store).free > 2 * 1024 * 1024  # the space came back
+    finally:
+        subprocess.run(["umount", "-l", str(store)])

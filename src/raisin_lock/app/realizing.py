@@ -19,6 +19,7 @@ from raisin_lock.app.builddeps import require_installed
 from raisin_lock.app.caches import make_substituters
 from raisin_lock.app.gc import guard, register_lock_root
 from raisin_lock.app.project import Project, Report, load_lock, quiet
+from raisin_lock.build.buildlog import max_log_size
 from raisin_lock.build.events import Events
 from raisin_lock.build.result import RealizeResult
 from raisin_lock.build.sandbox import check_sandbox
@@ -101,6 +102,7 @@ def realize(
         substituters=subs or None,
         fallback=fallback,
         trust_unsandboxed=sandbox == "none",
+        max_log_size=max_log_size(),
     )
     with guard(store):  # gc cannot start between rooting the lock and seeing what is valid
         register_lock_root(store, (lock_file or project.lock_path).absolute())

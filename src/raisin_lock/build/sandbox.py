@@ -44,10 +44,8 @@ runs, so :func:`check_sandbox` probes once.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -55,7 +53,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE, LogPump
 from raisin_lock.build.jobserver import Jobserver
+from raisin_lock.build.killer import Killer
 from raisin_lock.errors import BuildError, SandboxUnavailable
 from raisin_lock.store_path import VIRTUAL_STORE
 
@@ -158,6 +158,7 @@ class BuildSpec:
     source_date_epoch: int
     jobs: int
     sandbox: SandboxMode
+    max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes, 0: no cap
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ValueError:
@@ -192,10 +193,11 @@ class BuildResult:
     duration: float  # wall-clock seconds, sandbox start to exit
     log_path: str
     cancelled: bool = False
+    failure: str | None = None  # raisin stopped it: log over the cap, or unwritable
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.cancelled
+        return self.exit_code == 0 and not self.cancelled and self.failure is None
 
 
 @dataclass(frozen=True)
@@ -491,21 +493,27 @@ def _spawn(
 ) -> BuildResult:
     start = time.monotonic()
     try:
-        with open(spec.log_path, "ab", buffering=0) as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                pass_fds=tuple(pass_fds),
-                start_new_session=True,  # its own process group, killed as one
-            )
+        log = LogPump(spec.log_path, spec.max_log_size)
     except OSError as exc:
+        raise BuildError(f"{spec.name}: cannot open the build log: {exc}") from exc
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log.write_fd,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,  # its own process group, killed as one
+        )
+    except OSError as exc:
+        log.abandon()
         raise BuildError(f"{spec.name}: cannot start the build: {exc}") from exc
 
-    killer = _Killer(proc.pid, info_fd)
+    killer = Killer(proc.pid, info_fd)
+    log.on_stop = killer.kill
+    log.start()
     watcher = None
     if cancel is not None:
         watcher = threading.Thread(
@@ -520,76 +528,21 @@ def _spawn(
         killer.kill()
         killer.finish()
         proc.wait()
+        log.finish()
         _append(spec.log_path, f"raisin: build of {spec.name} interrupted\n")
         raise
     killer.finish()
     code = proc.wait()
+    log.finish()
     duration = time.monotonic() - start
+    if log.failure is not None:
+        _append(spec.log_path, f"\nraisin: build of {spec.name} killed: {log.failure}\n")
+        return BuildResult(code, duration, spec.log_path, failure=log.failure)
     if killer.killed:
         _append(spec.log_path, f"raisin: build of {spec.name} cancelled\n")
     elif code < 0:
         _append(spec.log_path, f"raisin: build of {spec.name} killed by signal {-code}\n")
     return BuildResult(code, duration, spec.log_path, cancelled=killer.killed)
-
-
-class _Killer:
-    """Kills a build's processes once, unless the build is already over.
-
-    In bwrap mode the target is the sandbox's pid-namespace init (bwrap's
-    child, whose pid bwrap reports on ``--info-fd``), not bwrap: the kernel
-    then kills every process in the namespace and init finishes exiting only
-    once they are all gone, after which bwrap exits. So when ``run()`` has
-    reaped bwrap, nothing of the build is left. (Killing bwrap first would
-    let the namespace's processes outlive it by a few milliseconds.) Before
-    bwrap has reported, and in ``none`` mode, the whole process group gets
-    the SIGKILL.
-    """
-
-    _POLL = 0.05  # cancel latency; the build itself is waited for without polling
-
-    def __init__(self, pgid: int, info_fd: int | None) -> None:
-        self.pgid = pgid
-        self.info_fd = info_fd
-        self.killed = False
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-
-    def watch(self, cancel: threading.Event) -> None:
-        while not self._done.is_set():
-            if cancel.wait(self._POLL):
-                self.kill()
-                return
-
-    def kill(self) -> None:
-        with self._lock:
-            if self._done.is_set() or self.killed:
-                return
-            init = self._sandbox_init()
-            try:
-                if init is not None:
-                    os.kill(init, signal.SIGKILL)
-                else:
-                    os.killpg(self.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            self.killed = True
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done.set()
-
-    def _sandbox_init(self) -> int | None:
-        if self.info_fd is None:
-            return None
-        try:
-            info = json.loads(os.read(self.info_fd, 65536))
-            pid = int(info["child-pid"])
-            # Still bwrap's child (so not a recycled pid)?
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
-        return pid if ppid == self.pgid else None
 
 
 def _append(path: str, text: str) -> None:

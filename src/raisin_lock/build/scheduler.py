@@ -18,6 +18,7 @@ back to building, saying why, unless ``fallback`` is off or ``jobs`` is 0
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raisin_lock.build import sandbox
+from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE
 from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
@@ -73,6 +75,7 @@ class Scheduler:
     # False for a sandboxed realize: a valid path built with --sandbox none is
     # rebuilt in the sandbox (and its record replaced) instead of trusted.
     trust_unsandboxed: bool = True
+    max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes per build log, 0: no cap
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
@@ -361,6 +364,7 @@ class Scheduler:
             source_date_epoch=comp.source.date,
             jobs=self.jobs,
             sandbox=self.sandbox,
+            max_log_size=self.max_log_size,
         )
         return spec, candidates
 
@@ -381,6 +385,19 @@ class Scheduler:
             raise
 
     def _build_one(self, name: str) -> str:
+        try:
+            return self._build_one_locked(name)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BuildError(f"{name}: no space left on device{where}") from exc
+        except BuildError as exc:
+            if "No space left on device" not in exc.message:
+                raise
+            raise BuildError(f"{name}: no space left on device: {exc.message}") from exc
+
+    def _build_one_locked(self, name: str) -> str:
 
         drv = self.drvs[name]
         out = drv.out
@@ -413,7 +430,7 @@ class Scheduler:
                             self.events.cancelled(name, time.monotonic() - t0, log)
                             raise _BuildFailed("cancelled", log, cancelled=True)
                         self.events.finished(name, False, time.monotonic() - t0, log)
-                        raise _BuildFailed(f"exit status {res.exit_code}", log)
+                        raise _BuildFailed(res.failure or f"exit status {res.exit_code}", log)
                     if not out_host.exists():
                         self.events.finished(name, False, time.monotonic() - t0, log)
                         raise _BuildFailed("the build did not create $out", log)
