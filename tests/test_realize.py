@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -305,3 +306,271 @@ def test_out_is_created_by_the_build_dir_or_single_file(tmp_path):
     assert (Path(info["d"]["out"]) / "f").read_text() == "f\n"
     assert Path(info["f"]["out"]).read_text() == "single\n"
     assert raisin("store", "verify", cwd=tmp_path).code == 0
+
+
+SEVEN = """\
+[components.base]
+source = { path = "src" }
+build = ["sleep 3", "mkdir $out"]
+
+[components.bad]
+source = { path = "src" }
+build = ["sleep 0.5", "echo boom", "false"]
+
+[components.after-bad]
+source = { path = "src" }
+deps = ["bad"]
+build = ["mkdir $out"]
+
+[components.after-base]
+source = { path = "src" }
+deps = ["base"]
+build = ["mkdir $out"]
+
+[components.left]
+source = { path = "src" }
+build = ["mkdir $out"]
+
+[components.right]
+source = { path = "src" }
+build = ["sleep 1", "mkdir $out"]
+
+[components.top]
+source = { path = "src" }
+deps = ["after-base", "left"]
+build = ["mkdir $out"]
+"""
+
+
+def _seven(tmp_path: Path) -> Path:
+    proj = tmp_path / "seven"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "f").write_text("f\n")
+    (proj / "raisin.toml").write_text(SEVEN)
+    assert raisin("lock", cwd=proj).code == 0
+    return proj
+
+
+def _progress(err: str) -> list[tuple[int, int, str, str]]:
+
+    lines = re.findall(r"^\[(\d+)/(\d+)\] (\S+) (.*)$", err, re.MULTILINE)
+    return [(int(n), int(t), name, rest) for n, t, name, rest in lines]
+
+
+def test_failure_without_keep_going_names_failed_cancelled_and_not_started(tmp_path):
+    proj = _seven(tmp_path)
+    r = raisin("realize", "-j", "2", cwd=proj)
+    assert r.code == 1, r
+    lines = _progress(r.err)
+    # one line per component, counted 1..7 of 7
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 7) for i in range(1, 8)], r.err
+    state = {name: rest for _, _, name, rest in lines}
+    assert sorted(state) == sorted(
+        ["base", "bad", "after-bad", "after-base", "left", "right", "top"]
+    )
+    assert state["bad"].startswith("FAILED")
+    assert state["base"].startswith("cancelled"), r.err  # killed, not failed
+    assert state["after-bad"] == "not built (bad failed)"
+    assert "FAILED" not in "".join(v for k, v in state.items() if k != "bad")
+    # the summary: only bad failed (with its log); base cancelled; the rest not started
+    assert "error: bad: build failed: exit status 1" in r.err
+    assert "error: base" not in r.err
+    assert "raisin log bad" in r.err
+    assert "cancelled (another build failed; --keep-going lets them finish): base" in r.err
+    assert "not built (a dependency failed): after-bad\n" in r.err
+    started = [ln for ln in r.err.splitlines() if ln.startswith("not started")]
+    assert len(started) == 1 and started[0].endswith(": after-base, right, top"), r.err
+    info = _show(proj)
+    assert [n for n, c in info.items() if c["built"]] == ["left"]
+
+
+def test_progress_counts_match_the_lines_printed(tmp_path):
+    proj = _seven(tmp_path)
+    (proj / "raisin.toml").write_text(
+        SEVEN.replace('"sleep 0.5", "echo boom", "false"', '"mkdir $out"')
+    )
+    r = raisin("realize", "-j", "2", cwd=proj)
+    assert r.code == 0, r
+    lines = _progress(r.err)
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 7) for i in range(1, 8)], r.err
+    assert all(rest.startswith("ok (") for *_, rest in lines)
+    assert "7 to build: " in r.err and "0/0" not in r.err
+    # keep-going: the failure's dependents are not built, everything else is, counts still add up
+    (proj / "raisin.toml").write_text(SEVEN.replace("sleep 3", "sleep 0.1"))
+    r = raisin("realize", "-j", "2", "--keep-going", cwd=proj)
+    assert r.code == 1, r
+    lines = _progress(r.err)
+    assert [(n, t) for n, t, _, _ in lines] == [(i, 5) for i in range(1, 6)], r.err
+    assert {name: rest.split(" ")[0] for _, _, name, rest in lines} == {
+        "bad": "FAILED",
+        "after-bad": "not",
+        "base": "ok",
+        "after-base": "ok",
+        "top": "ok",
+    }
+
+
+def test_live_progress_on_a_terminal_never_lags_the_lines(tmp_path):
+
+    proj = _seven(tmp_path)
+    (proj / "raisin.toml").write_text(
+        SEVEN.replace('"sleep 0.5", "echo boom", "false"', '"mkdir $out"')
+    )
+    out = tmp_path / "tty.out"
+    cmd = f"{RAISIN} realize -j 2 > /dev/null"
+    p = subprocess.run(
+        ["script", "-qec", cmd, str(out)], cwd=proj, capture_output=True, timeout=120
+    )
+    assert p.returncode == 0, p
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.read_text(errors="replace"))
+    assert "0/0" not in text
+    # after each "[n/7] name ok" line, the table never shows fewer than n done
+    done = 0
+    for m in re.finditer(r"\[(\d+)/7\]|(\d+)/7 done", text):
+        if m.group(1):
+            done = int(m.group(1))
+        else:
+            assert int(m.group(2)) >= done, text
+    assert done == 7
+
+
+def test_unsandboxed_paths_are_marked_not_pushed_and_rebuilt_in_the_sandbox(demo, tmp_path):
+    r = raisin("realize", "--sandbox", "none", "hello", cwd=demo)
+    assert r.code == 0, r
+    info = _show(demo)
+    assert info["hello"]["built"] and info["hello"]["sandboxed"] is False
+    assert info["motd"]["sandboxed"] is False
+    # push refuses (nothing uploaded) unless told
+    keys = tmp_path / "keys"
+    assert raisin("key", "generate", "test-1", "--out", str(keys), cwd=demo).code == 0
+    cache = tmp_path / "cache"
+    r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "test-1.secret"), cwd=demo)
+    assert r.code == 2, r
+    assert "built without the sandbox" in r.err and "--allow-unsandboxed" in r.err
+    assert "-hello-1.2" in r.err and "Traceback" not in r.err
+    assert not list(cache.glob("*.narinfo")) and not list(cache.glob("nar/*"))
+    r = raisin(
+        "push", f"file://{cache}", "motd", "--key", str(keys / "test-1.secret"),
+        "--allow-unsandboxed", cwd=demo,
+    )  # fmt: skip
+    assert r.code == 0, r
+    # a sandboxed realize does not trust them: it builds them again, in the sandbox
+    r = raisin("realize", "hello", cwd=demo)
+    assert r.code == 0, r
+    assert "nothing to build" not in r.err
+    assert "3 to build" in r.err, r.err
+    info = _show(demo)
+    assert all(
+        info[n]["built"] and info[n]["sandboxed"] is True for n in ("hello", "motd", "greet")
+    )
+    assert raisin("store", "verify", cwd=demo).code == 0
+    r = raisin("realize", "hello", cwd=demo)
+    assert r.code == 0 and "nothing to build" in r.err
+    hello = Path(info["hello"]["out"]) / "usr/bin/hello"
+    assert subprocess.run([str(hello)], capture_output=True).returncode == 0
+    r = raisin("push", f"file://{cache}", "hello", "--key", str(keys / "test-1.secret"), cwd=demo)
+    assert r.code == 0, r
+
+
+def test_a_lock_alone_names_the_component_whose_directory_is_missing(demo, tmp_path):
+
+    assert raisin("lock", cwd=demo).code == 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(demo / "raisin.lock", bare / "x.lock")
+    r = raisin("--store", str(tmp_path / "st"), "realize", "-j", "1", "--lock", "x.lock", cwd=bare)
+    assert r.code == 2, r
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.err
+    m = re.match(
+        r"error: x\.lock: components\.(\w+)\.source: expected a directory, found nothing", errors[0]
+    )
+    assert m, r.err
+    name = m.group(1)
+    assert f"{name}'s source is a local directory" in r.err and "--substituter" in r.err
+    failed = re.findall(r"^\[\d+/\d+\] (\S+) FAILED", r.err, re.MULTILINE)
+    assert failed == [name], r.err  # the progress blames the same component, and only it
+    assert "Traceback" not in r.err
+
+
+def test_toolchain_mismatch_is_an_error_with_a_lock_file_unless_warn(demo, tmp_path):
+    assert raisin("lock", cwd=demo).code == 0
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "make").write_text("#!/bin/sh\necho 'GNU Make 0.1'\n")
+    (fake / "make").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}  # the host's make is not the lock's
+    r = raisin("realize", "--lock", "raisin.lock", cwd=demo, env=env)
+    assert r.code == 2, r
+    assert "raisin.lock: toolchain: the host's toolchain differs" in r.err
+    assert "'GNU Make 0.1'" in r.err and "--toolchain-mismatch=warn" in r.err
+    assert not _show(demo)["motd"]["built"]
+    # without --lock FILE the default is to warn; both can be chosen explicitly
+    r = raisin("realize", "motd", "--toolchain-mismatch=error", cwd=demo, env=env)
+    assert r.code == 2 and "toolchain differs" in r.err, r
+    r = raisin("realize", "motd", cwd=demo, env=env)
+    assert r.code == 0, r
+    assert "warning: toolchain differs from the lock's record: make" in r.err
+    r = raisin("realize", "--lock", "raisin.lock", "--toolchain-mismatch=warn", cwd=demo, env=env)
+    assert r.code == 0, r
+    assert "warning: toolchain differs from the lock's record: make" in r.err
+    r = raisin("realize", "--help", cwd=demo)
+    help_text = " ".join(r.out.split())  # argparse wraps to the terminal's width
+    assert "--toolchain-mismatch" in help_text and "the default with --lock FILE" in help_text
+
+
+def _noisy(proj: Path, extra: str = "") -> None:
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "f").write_text("f\n")
+    (proj / "raisin.toml").write_text(
+        '[components.noisy]\nsource = { path = "src" }\n'
+        'build = ["echo start", "yes raisin-log-line-raisin-log-line", "mkdir $out"]\n'
+        '\n[components.quiet]\nsource = { path = "src" }\nbuild = ["echo fine", "mkdir $out"]\n'
+        + extra
+    )
+
+
+def test_build_log_is_capped_and_the_build_killed(tmp_path):
+    proj = tmp_path / "p"
+    _noisy(proj)
+    r = raisin("realize", "noisy", cwd=proj, env={"RAISIN_MAX_LOG_SIZE": "100000"}, timeout=120)
+    assert r.code == 1, r
+    assert "error: noisy: build failed: build log exceeded 100000 bytes" in r.err
+    (log,) = (proj / "store" / ".raisin" / "logs").glob("*noisy*.log")
+    size = log.stat().st_size
+    assert 100000 <= size < 100000 + 200, size
+    assert log.read_text().endswith(
+        "killed: build log exceeded 100000 bytes (RAISIN_MAX_LOG_SIZE)\n"
+    )
+    assert not _show(proj)["noisy"]["built"]
+    assert list((proj / "store" / ".raisin" / "tmp").iterdir()) == []
+    r = raisin("realize", "noisy", cwd=proj, env={"RAISIN_MAX_LOG_SIZE": "lots"})
+    assert r.code == 2 and "RAISIN_MAX_LOG_SIZE: expected a number of bytes" in r.err, r
+
+
+def test_a_log_filling_the_disk_fails_the_build_and_frees_the_space(tmp_path):
+    proj = tmp_path / "p"
+    _noisy(proj)
+    store = tmp_path / "small"
+    store.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(store)]).returncode:
+        import pytest
+
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        r = raisin(
+            "--store", str(store), "realize", "-j", "1", "--keep-going", cwd=proj, timeout=120
+        )
+        assert r.code == 1, r
+        assert (
+            "error: noisy: build failed: no space left on device (writing the build log)" in r.err
+        )
+        assert "Traceback" not in r.err
+        info = _show(proj, "--store", str(store))
+        assert not info["noisy"]["built"] and info["quiet"]["built"]
+        assert list((store / ".raisin" / "tmp").iterdir()) == []
+        (log,) = (store / ".raisin" / "logs").glob("*noisy*.log")
+        assert log.stat().st_size < 128 * 1024
+        assert shutil.disk_usage(store).free > 2 * 1024 * 1024  # the space came back
+    finally:
+        subprocess.run(["umount", "-l", str(store)])

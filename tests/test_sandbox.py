@@ -432,3 +432,55 @@ def test_a_dependency_outside_the_inputs_is_refused(world: World) -> None:
     spec = world.spec(("true",))
     with pytest.raises(ValueError, match="not among the inputs"):
         BuildSpec(**{**spec.__dict__, "dep_vars": {"secret": f"{STORE}/{SECRET}"}})
+
+
+def test_concurrent_builds_see_the_jobserver_on_the_same_descriptors(world: World) -> None:
+    # The jobserver's pipe has other numbers in raisin while other pipes (an
+    # earlier build's, a second build's) are open; what a build sees must not.
+    with Jobserver(3) as jobserver:
+        specs = [
+            world.spec(("mkdir $out", "echo $MAKEFLAGS > $out/flags", "sleep 0.5"))
+            for _ in range(2)
+        ]
+        extra = os.pipe()  # shifts the numbers of anything opened later
+        results: list[BuildResult] = []
+
+        def build(spec: BuildSpec) -> None:
+            Path(spec.out_host).parent.mkdir()
+            jobserver.acquire()
+            try:
+                results.append(run(spec, jobserver=jobserver))
+            finally:
+                jobserver.release()
+
+        try:
+            threads = [threading.Thread(target=build, args=(s,)) for s in specs]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        finally:
+            for fd in extra:
+                os.close(fd)
+        assert [r.exit_code for r in results] == [0, 0], [log_of(r) for r in results]
+        flags = [(Path(s.out_host) / "flags").read_text() for s in specs]
+        assert flags == ["-j2 --jobserver-auth=3,4\n"] * 2
+
+
+@pytest.mark.parametrize("jobserver", [False, True])
+def test_pid_1_of_the_build_is_the_build_itself(world: World, jobserver: bool) -> None:
+    js = Jobserver(2) if jobserver else None
+    try:
+        spec = world.spec(
+            ("mkdir $out", "tr '\\0' ' ' < /proc/1/cmdline > $out/cmdline", "echo $$ > $out/pid")
+        )
+        Path(spec.out_host).parent.mkdir()
+        result = run(spec, jobserver=js)
+    finally:
+        if js is not None:
+            js.close()
+    assert result.exit_code == 0, log_of(result)
+    cmdline = (Path(spec.out_host) / "cmdline").read_text()
+    assert cmdline.startswith("/bin/sh -c "), cmdline
+    assert "bwrap" not in cmdline and str(world.root) not in cmdline
+    assert (Path(spec.out_host) / "pid").read_text() == "1\n"

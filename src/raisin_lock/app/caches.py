@@ -117,13 +117,16 @@ def push(
     key_file: Path,
     *,
     progress: Progress | None = None,
+    allow_unsandboxed: bool = False,
 ) -> PushResult:
 
     key = SecretKey.load(key_file)
     cache = open_cache(cache_url)
     store, outs, _ = _roots(project, names)
     try:
-        return do_push(store, cache, outs, key, progress=progress)
+        return do_push(
+            store, cache, outs, key, progress=progress, allow_unsandboxed=allow_unsandboxed
+        )
     finally:
         cache.close()
         store.close()

@@ -46,6 +46,7 @@ def _unlocked_view(project: Project, name: str | None) -> dict[str, Any]:
             "nar_hash": None,
             "out": None,
             "built": False,
+            "sandboxed": None,
             "deps": sorted(spec.deps),
             "recipe": spec.recipe,
             "pin": _pin(
@@ -69,6 +70,7 @@ def show(project: Project, name: str | None = None) -> dict[str, Any]:
     store = project.store(create=False)
     names = [name] if name else sorted(lk.components)
     valid = store.valid_subset([lk.components[n].out for n in names])
+    unsandboxed = store.unsandboxed_subset(valid)
     result: dict[str, Any] = {}
     for n in names:
         c = lk.components[n]
@@ -81,6 +83,8 @@ def show(project: Project, name: str | None = None) -> dict[str, Any]:
             "nar_hash": c.source.nar_hash.sri,
             "out": str(store.host_path(c.out)),
             "built": c.out in valid,
+            # False: built with --sandbox none (not pushed, rebuilt by a sandboxed realize)
+            "sandboxed": (c.out not in unsandboxed) if c.out in valid else None,
             "deps": list(c.deps),
             "pin": _pin(
                 c.source.kind,

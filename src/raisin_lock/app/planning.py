@@ -41,8 +41,12 @@ def plan(
     lock_file: Path | None = None,
     offline: bool = False,
     report: Report = quiet,
+    sandbox: str = "auto",
 ) -> Plan:
-    """Lock if needed, select ``names`` (all when empty) and see what is built."""
+    """Lock if needed, select ``names`` (all when empty) and see what is built.
+
+    Unless ``sandbox`` is ``"none"``, a path built with ``--sandbox none``
+    does not count as built: a sandboxed realize rebuilds it."""
     if lock_file is not None:
         shown = display_path(lock_file)
         lk = lockfile.read(lock_file, shown=shown)
@@ -72,5 +76,8 @@ def plan(
     store = project.store()
     order = lk.closure(selected)
     drvs = lk.derivations()
-    valid_paths = store.valid_subset([drvs[n].out for n in order])
+    outs = [drvs[n].out for n in order]
+    valid_paths = store.valid_subset(outs)
+    if sandbox != "none":
+        valid_paths -= store.unsandboxed_subset(outs)
     return Plan(lk, base_dir, selected, store, order, up_to_date=len(valid_paths) == len(order))

@@ -18,6 +18,7 @@ from raisin_lock.app.builddeps import require_installed
 from raisin_lock.app.caches import make_substituters
 from raisin_lock.app.gc import guard, register_lock_root
 from raisin_lock.app.project import Project, Report, load_lock, quiet
+from raisin_lock.build.buildlog import max_log_size
 from raisin_lock.build.events import Events
 from raisin_lock.build.result import RealizeResult
 from raisin_lock.build.sandbox import select_sandbox
@@ -46,13 +47,19 @@ def realize(
     trusted_keys: list[str] | None = None,
     fallback: bool = True,
     plan: planning.Plan | None = None,
+    toolchain_mismatch: str | None = None,
 ) -> RealizeResult:
     """Build what the lock says into the store; return a scheduler RealizeResult.
 
     ``substituters``/``trusted_keys`` add to the manifest's ``[cache]`` table;
     ``jobs=0`` builds nothing locally (substitute only); ``plan``: what
-    :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first)."""
-    p = plan or planning.plan(project, names, lock_file=lock_file, offline=offline, report=report)
+    :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first);
+    ``toolchain_mismatch``: ``"error"`` (the default with ``lock_file``) or
+    ``"warn"`` (the default otherwise) when the host's toolchain differs from
+    the lock's record, as the outputs keep the lock's paths either way."""
+    p = plan or planning.plan(
+        project, names, lock_file=lock_file, offline=offline, report=report, sandbox=sandbox
+    )
     lk, base_dir, selected, store, order = p.lock, p.base_dir, p.selected, p.store, p.order
     if not check and p.up_to_date:
         return RealizeResult(already_valid=order)
@@ -85,6 +92,8 @@ def realize(
         events=events,
         substituters=subs or None,
         fallback=fallback,
+        trust_unsandboxed=sandbox == "none",
+        max_log_size=max_log_size(),
     )
     with guard(store):  # gc cannot start between rooting the lock and seeing what is valid
         register_lock_root(store, (lock_file or project.lock_path).absolute())
@@ -109,7 +118,17 @@ def realize(
             "building without a sandbox (--sandbox none): outputs are marked unsandboxed"
         )
     store.cleanup()
-    for line in toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else ():
+    mismatch = toolchain_mismatch or ("error" if lock_file is not None else "warn")
+    diffs = toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else []
+    if diffs and mismatch == "error":
+        raise InputError(
+            "the host's toolchain differs from the lock's record, and the outputs would "
+            "get the lock's paths: " + "; ".join(diffs),
+            file=display_path(lock_file or project.lock_path),
+            key="toolchain",
+            hint="build anyway with --toolchain-mismatch=warn",
+        )
+    for line in diffs:
         sched.events.warn(f"toolchain differs from the lock's record: {line}")
     try:
         return sched.check(selected) if check else sched.realize(selected)

@@ -17,5 +17,11 @@ class Events:
     def finished(
         self, name: str, ok: bool, seconds: float, log: Path | None, note: str = ""
     ) -> None: ...
+    def cancelled(self, name: str, seconds: float, log: Path | None) -> None:
+        """A running build was killed because another one failed."""
+
+    def skipped(self, name: str, why: str) -> None:
+        """A planned build will not run: ``why`` (a dependency failed, the realize stopped)."""
+
     def warn(self, message: str) -> None: ...
     def close(self) -> None: ...

@@ -58,6 +58,9 @@ class Jobserver:
         self._waiting = 0  # threads inside acquire()
         self._closed = False
         os.write(self._write, _TOKEN * tokens)
+        # Non-blocking, as GNU make leaves it anyway: acquire() then waits in
+        # select() and can notice a cancel.
+        os.set_blocking(self._read, False)
 
     @property
     def fds(self) -> tuple[int, int]:
@@ -68,8 +71,11 @@ class Jobserver:
         """``MAKEFLAGS`` for a build allowed ``jobs`` parallel jobs under this jobserver."""
         return f"-j{max(1, jobs)} --jobserver-auth={self._read},{self._write}"
 
-    def acquire(self) -> None:
-        """Take one token, blocking until one is free (the slot of one build)."""
+    def acquire(self, cancel: threading.Event | None = None) -> bool:
+        """Take one token, blocking until one is free (the slot of one build).
+
+        Returns False, holding nothing, when ``cancel`` is set meanwhile (a
+        killed make may have taken the token we wait for with it)."""
         with self._lock:
             self._check_open()
             self._waiting += 1
@@ -79,16 +85,19 @@ class Jobserver:
             # read end O_NONBLOCK (for its pselect) and leaves it so: wait
             # for readability and retry rather than fail on EAGAIN.
             while True:
+                if cancel is not None and cancel.is_set():
+                    return False
                 try:
                     os.read(self._read, 1)
                     break
                 except BlockingIOError:
-                    select.select([self._read], [], [])
+                    select.select([self._read], [], [], None if cancel is None else 0.1)
         finally:
             with self._lock:
                 self._waiting -= 1
         with self._lock:
             self._held += 1
+        return True
 
     def release(self) -> None:
         """Give back a token taken by :meth:`acquire`."""

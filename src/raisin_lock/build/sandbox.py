@@ -21,7 +21,8 @@ by bubblewrap (``bwrap``), and inside them the build sees:
   writable copy of the source (the working directory) and ``/build/tmp``
   (``TMPDIR``, also mounted at ``/tmp``);
 - a network namespace with only loopback, hostname ``raisin``, a new
-  session, its own pid/ipc/uts/cgroup namespaces, and -- when user
+  session, its own pid/ipc/uts/cgroup namespaces (the build's shell is pid 1
+  there, so /proc/1 shows nothing of the host), and -- when user
   namespaces work -- uid/gid 1000 ("raisin"), so ``id`` and file ownership
   do not depend on who runs raisin;
 - a fixed environment (:func:`build_env`) and ``umask 022``.
@@ -43,10 +44,8 @@ runs, so :func:`check_sandbox` probes once.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -54,7 +53,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE, LogPump
 from raisin_lock.build.jobserver import Jobserver
+from raisin_lock.build.killer import Killer
 from raisin_lock.errors import BuildError, SandboxUnavailable
 from raisin_lock.store_path import VIRTUAL_STORE
 
@@ -115,6 +116,32 @@ done
 """
 
 
+# Every build sees the jobserver pipe on these descriptors, whatever numbers
+# it has in raisin (which depend on how many builds run at once), so
+# ``MAKEFLAGS`` -- part of what a build can record -- is always the same.
+JOBSERVER_FDS = (3, 4)
+
+# Moves the jobserver pipe from $1,$2 to 3,4 and runs the rest of the
+# arguments. bash, because dash cannot name descriptors above 9; through
+# temporaries ({a},{b} >= 10), so any overlap of the old and new numbers is
+# fine; ``env -u SHLVL`` because bash would export one.
+_REMAP = r"""r=$1 w=$2
+shift 2
+exec {a}<&"$r" {b}>&"$w"
+exec {r}<&- {w}>&-
+exec 3<&"$a" 4>&"$b"
+exec {a}<&- {b}>&-
+exec /usr/bin/env -u SHLVL -- "$@"
+"""
+
+
+def _remap(jobserver: Jobserver | None) -> list[str]:
+    if jobserver is None:
+        return []
+    r, w = jobserver.fds
+    return ["/bin/bash", "--norc", "--noprofile", "-c", _REMAP, "raisin-jobserver", str(r), str(w)]
+
+
 @dataclass(frozen=True)
 class BuildSpec:
     """Everything the sandbox needs to run one build; virtual paths are as seen inside."""
@@ -133,7 +160,8 @@ class BuildSpec:
     source_date_epoch: int
     jobs: int
     sandbox: SandboxMode
-    network: bool = False  # fetch steps only: the host's network, nothing else more
+    network: bool = False  # fetch steps only: the host's network
+    max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes, 0: no cap
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ValueError:
@@ -168,10 +196,11 @@ class BuildResult:
     duration: float  # wall-clock seconds, sandbox start to exit
     log_path: str
     cancelled: bool = False
+    failure: str | None = None  # raisin stopped it: log over the cap, or unwritable
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.cancelled
+        return self.exit_code == 0 and not self.cancelled and self.failure is None
 
 
 @dataclass(frozen=True)
@@ -300,7 +329,11 @@ def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[st
         "TZ": "UTC",
         "LC_ALL": "C.UTF-8",
         "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
-        "MAKEFLAGS": jobserver.makeflags(jobs) if jobserver is not None else f"-j{jobs}",
+        "MAKEFLAGS": (
+            f"-j{jobs} --jobserver-auth={JOBSERVER_FDS[0]},{JOBSERVER_FDS[1]}"
+            if jobserver is not None
+            else f"-j{jobs}"
+        ),
         "RAISIN_BUILD_CORES": str(jobs),
     }
     env.update(spec.env)
@@ -341,11 +374,13 @@ def run(
             os.set_blocking(info, False)
             argv = _bwrap_argv(spec, bwrap, env, info_w, own_fds)
             pass_fds += own_fds[1:]  # all but our end of the info pipe
+            argv += _remap(jobserver)
             argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src or "", *spec.steps]
             popen_env: dict[str, str] = {}
             cwd = None
         else:
-            argv = ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
+            argv = _remap(jobserver)
+            argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
             popen_env = env
             cwd = os.path.join(spec.build_dir_host, "src")
         result = _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
@@ -398,6 +433,10 @@ def _bwrap_argv(
 ) -> list[str]:
     """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
     argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns, spec.network)]
+    # The build's own command is pid 1 of its pid namespace (--unshare-all
+    # made one): otherwise pid 1 is bwrap's init, whose /proc/1/cmdline is
+    # bwrap's whole command line, host paths included.
+    argv += ["--as-pid-1"]
     argv += _root_args()
 
     argv += ["--perms", "0755", "--dir", "/etc"]
@@ -470,21 +509,27 @@ def _spawn(
 ) -> BuildResult:
     start = time.monotonic()
     try:
-        with open(spec.log_path, "ab", buffering=0) as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                pass_fds=tuple(pass_fds),
-                start_new_session=True,  # its own process group, killed as one
-            )
+        log = LogPump(spec.log_path, spec.max_log_size)
     except OSError as exc:
+        raise BuildError(f"{spec.name}: cannot open the build log: {exc}") from exc
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log.write_fd,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,  # its own process group, killed as one
+        )
+    except OSError as exc:
+        log.abandon()
         raise BuildError(f"{spec.name}: cannot start the build: {exc}") from exc
 
-    killer = _Killer(proc.pid, info_fd)
+    killer = Killer(proc.pid, info_fd)
+    log.on_stop = killer.kill
+    log.start()
     watcher = None
     if cancel is not None:
         watcher = threading.Thread(
@@ -499,76 +544,21 @@ def _spawn(
         killer.kill()
         killer.finish()
         proc.wait()
+        log.finish()
         _append(spec.log_path, f"raisin: build of {spec.name} interrupted\n")
         raise
     killer.finish()
     code = proc.wait()
+    log.finish()
     duration = time.monotonic() - start
+    if log.failure is not None:
+        _append(spec.log_path, f"\nraisin: build of {spec.name} killed: {log.failure}\n")
+        return BuildResult(code, duration, spec.log_path, failure=log.failure)
     if killer.killed:
         _append(spec.log_path, f"raisin: build of {spec.name} cancelled\n")
     elif code < 0:
         _append(spec.log_path, f"raisin: build of {spec.name} killed by signal {-code}\n")
     return BuildResult(code, duration, spec.log_path, cancelled=killer.killed)
-
-
-class _Killer:
-    """Kills a build's processes once, unless the build is already over.
-
-    In bwrap mode the target is the sandbox's pid-namespace init (bwrap's
-    child, whose pid bwrap reports on ``--info-fd``), not bwrap: the kernel
-    then kills every process in the namespace and init finishes exiting only
-    once they are all gone, after which bwrap exits. So when ``run()`` has
-    reaped bwrap, nothing of the build is left. (Killing bwrap first would
-    let the namespace's processes outlive it by a few milliseconds.) Before
-    bwrap has reported, and in ``none`` mode, the whole process group gets
-    the SIGKILL.
-    """
-
-    _POLL = 0.05  # cancel latency; the build itself is waited for without polling
-
-    def __init__(self, pgid: int, info_fd: int | None) -> None:
-        self.pgid = pgid
-        self.info_fd = info_fd
-        self.killed = False
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-
-    def watch(self, cancel: threading.Event) -> None:
-        while not self._done.is_set():
-            if cancel.wait(self._POLL):
-                self.kill()
-                return
-
-    def kill(self) -> None:
-        with self._lock:
-            if self._done.is_set() or self.killed:
-                return
-            init = self._sandbox_init()
-            try:
-                if init is not None:
-                    os.kill(init, signal.SIGKILL)
-                else:
-                    os.killpg(self.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            self.killed = True
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done.set()
-
-    def _sandbox_init(self) -> int | None:
-        if self.info_fd is None:
-            return None
-        try:
-            info = json.loads(os.read(self.info_fd, 65536))
-            pid = int(info["child-pid"])
-            # Still bwrap's child (so not a recycled pid)?
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
-        return pid if ppid == self.pgid else None
 
 
 def _append(path: str, text: str) -> None:

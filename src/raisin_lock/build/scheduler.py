@@ -18,24 +18,27 @@ back to building, saying why, unless ``fallback`` is off or ``jobs`` is 0
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raisin_lock.build import fetching, sandbox
+from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE
+from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.result import Failure, RealizeResult
 from raisin_lock.build.sandbox import BuildSpec, check_sandbox
 from raisin_lock.cache.substitute import SubstituteFailed
-from raisin_lock.errors import BuildError, InputError, RaisinError
+from raisin_lock.errors import BuildError, InputError, RaisinError, SourceError
 from raisin_lock.lock.derivation import Derivation, dep_var
 from raisin_lock.nar import hash_path
 from raisin_lock.sources import materialize
@@ -69,6 +72,10 @@ class Scheduler:
     substituters: Substituters | None = None
     fallback: bool = True
     sandbox_request: str | None = None  # resolved at the first build when sandbox is not chosen yet
+    # False for a sandboxed realize: a valid path built with --sandbox none is
+    # rebuilt in the sandbox (and its record replaced) instead of trusted.
+    trust_unsandboxed: bool = True
+    max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes per build log, 0: no cap
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
@@ -105,14 +112,16 @@ class Scheduler:
         if self.store.is_valid(drv.out):
             return "valid"
         if self.cancel.is_set():
-            raise _BuildFailed("cancelled", None)
+            raise _BuildFailed("cancelled", None, cancelled=True)
         self.events.started(name, "substituting")
         t0 = time.monotonic()
         try:
             info = self.substituters.fetch(self.store, drv.out, deriver=drv.hash().sri)
         except SubstituteFailed as exc:
-            self.events.finished(name, False, time.monotonic() - t0, None, "substitution failed")
             if not self.fallback or self.jobs == 0:
+                self.events.finished(
+                    name, False, time.monotonic() - t0, None, "substitution failed"
+                )
                 if exc.trust:
                     raise InputError(f"{name}: substitution refused: {exc.message}") from None
                 raise _BuildFailed(f"substitution failed: {exc.message}", None) from None
@@ -155,7 +164,10 @@ class Scheduler:
     def plan(self, names: list[str]) -> tuple[list[str], list[str]]:
         """(closure in build order, the ones already valid)."""
         order = self.lock.closure(names)
-        valid = self.store.valid_subset([self.drvs[n].out for n in order])
+        outs = [self.drvs[n].out for n in order]
+        valid = self.store.valid_subset(outs)
+        if not self.trust_unsandboxed:
+            valid -= self.store.unsandboxed_subset(outs)
         return order, [n for n in order if self.drvs[n].out in valid]
 
     # ------------------------------------------------------------ realize
@@ -214,6 +226,7 @@ class Scheduler:
         priority = _priorities(todo, dependents)
         ready = sorted((n for n in todo if not waiting[n]), key=priority.__getitem__, reverse=True)
         running: dict[Future[str], str] = {}
+        finished: set[str] = set()  # built, failed, cancelled, ... (not skipped)
         stopped = False
         slots = max(1, self.jobs)
         self._jobserver = Jobserver(slots)
@@ -229,9 +242,12 @@ class Scheduler:
             return len(running) - len(fetches) < slots
 
         try:
-            with ThreadPoolExecutor(
-                max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
-            ) as pool:
+            with (
+                ThreadPoolExecutor(
+                    max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
+                ) as pool,
+                _cancel_on_exit(self.cancel),
+            ):
                 while ready or running:
                     i = 0
                     while i < len(ready) and not stopped:
@@ -252,6 +268,13 @@ class Scheduler:
                         try:
                             note = fut.result()
                         except _BuildFailed as exc:
+                            if exc.cancelled:  # stopped because another build failed
+                                if exc.log is None:
+                                    continue  # never started: counted as not started
+                                result.cancelled.append(Failure(name, exc.reason, exc.log))
+                                finished.add(name)
+                                continue
+                            finished.add(name)
                             result.failed.append(Failure(name, exc.reason, exc.log))
                             self._skip_dependents(name, dependents, waiting, result)
                             if not self.keep_going:
@@ -259,6 +282,8 @@ class Scheduler:
                                 self.cancel.set()
                             continue
                         except RaisinError as exc:
+                            finished.add(name)
+                            self.events.finished(name, False, 0.0, None, "error below")
                             result.failed.append(Failure(name, str(exc)))
                             self._skip_dependents(name, dependents, waiting, result)
                             if not self.keep_going or exc.exit_code == 2:
@@ -267,6 +292,7 @@ class Scheduler:
                                 if exc.exit_code == 2:
                                     raise
                             continue
+                        finished.add(name)
                         if note == "built":
                             result.built.append(name)
                         elif note == "substituted":
@@ -285,11 +311,12 @@ class Scheduler:
                         ready.sort(key=priority.__getitem__, reverse=True)
                     if stopped:
                         ready.clear()
-        except KeyboardInterrupt:
-            self.cancel.set()
-            raise
         finally:
             self._jobserver.close()
+        for n in todo:  # what a stop left: neither finished nor skipped
+            if n not in finished and n not in result.skipped:
+                result.not_started.append(n)
+                self.events.skipped(n, "not started")
 
     def _skip_dependents(
         self,
@@ -303,6 +330,7 @@ class Scheduler:
             n = stack.pop()
             if n not in result.skipped:
                 result.skipped.append(n)
+                self.events.skipped(n, f"{name} failed")
                 stack.extend(dependents[n])
 
     # ------------------------------------------------------------ one build
@@ -336,6 +364,7 @@ class Scheduler:
             source_date_epoch=comp.source.date,
             jobs=self.jobs,
             sandbox=self.sandbox,
+            max_log_size=self.max_log_size,
         )
         return spec, candidates
 
@@ -346,7 +375,16 @@ class Scheduler:
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
         if comp.fetched is not None and self.store.is_valid(comp.fetched):
             return comp.fetched  # the fetched tree is all the build needs
-        src = materialize(comp.source, ctx)
+        try:
+            src = materialize(comp.source, ctx)
+        except SourceError as exc:
+            if comp.source.kind == "path" and exc.hint is None:
+                exc.hint = (
+                    f"{name}'s source is a local directory, which a lock does not carry: "
+                    f"put the directory there, or give a --substituter (a cache that has "
+                    f"{self.drvs[name].out.base})"
+                )
+            raise
         if not comp.fetch:
             return src
         fetched, _ = fetching.fetch(
@@ -363,52 +401,82 @@ class Scheduler:
         return fetched
 
     def _build_one(self, name: str) -> str:
+        try:
+            return self._build_one_locked(name)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BuildError(f"{name}: no space left on device{where}") from exc
+        except BuildError as exc:
+            if "No space left on device" not in exc.message:
+                raise
+            raise BuildError(f"{name}: no space left on device: {exc.message}") from exc
+
+    def _build_one_locked(self, name: str) -> str:
 
         drv = self.drvs[name]
         out = drv.out
         self._ensure_sandbox()
-        self._jobserver.acquire()
+        if not self._jobserver.acquire(self.cancel):
+            raise _BuildFailed("cancelled", None, cancelled=True)
         try:
             if self.cancel.is_set():
-                raise _BuildFailed("cancelled", None)
+                raise _BuildFailed("cancelled", None, cancelled=True)
             with self.store.lock(out):
-                if self.store.is_valid(out):
+                # a valid unsandboxed path under a sandboxed realize: build it again
+                redo = self.store.is_valid(out) and not self._trusted(out)
+                if self.store.is_valid(out) and not redo:
                     self.events.finished(name, True, 0.0, None, "built by another process")
                     return "valid"
                 src = self._source(name)
-                out_host = self.store.prepare_build(out)
                 log = self.store.log_path(out)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.unlink(missing_ok=True)
                 self.events.started(name, "building")
                 t0 = time.monotonic()
                 with self.store.tmpdir(f"build-{name}") as bdir:
+                    out_host = bdir / "out" / out.base if redo else self.store.prepare_build(out)
                     spec, candidates = self._spec(name, out_host, bdir, src, log)
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
-                if not res.ok:
-                    self.store.prepare_build(out)  # remove the partial output now
-                    why = "cancelled" if res.cancelled else f"exit status {res.exit_code}"
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed(why, log)
-                if not out_host.exists():
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed("the build did not create $out", log)
-                try:
-                    info = self.store.register(
-                        out,
-                        candidates=candidates,
-                        deriver=drv.hash().sri,
-                        sandboxed=self.sandbox == "bwrap",
-                    )
-                except BuildError as exc:
-                    self.store.prepare_build(out)
-                    self.events.finished(name, False, time.monotonic() - t0, log)
-                    raise _BuildFailed(str(exc), log) from None
+                    if not res.ok:
+                        if not redo:
+                            self.store.prepare_build(out)  # remove the partial output now
+                        if res.cancelled:
+                            self.events.cancelled(name, time.monotonic() - t0, log)
+                            raise _BuildFailed("cancelled", log, cancelled=True)
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed(res.failure or f"exit status {res.exit_code}", log)
+                    if not out_host.exists():
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed("the build did not create $out", log)
+                    try:
+                        if redo:
+                            info = self.store.replace_unsandboxed(
+                                out, out_host, candidates=candidates, deriver=drv.hash().sri
+                            )
+                        else:
+                            info = self.store.register(
+                                out,
+                                candidates=candidates,
+                                deriver=drv.hash().sri,
+                                sandboxed=self.sandbox == "bwrap",
+                            )
+                    except BuildError as exc:
+                        if not redo:
+                            self.store.prepare_build(out)
+                        self.events.finished(name, False, time.monotonic() - t0, log)
+                        raise _BuildFailed(str(exc), log) from None
                 self.store.record_derivation(drv.hash().sri, out, name)
                 self.events.finished(name, True, time.monotonic() - t0, log, _size(info.nar_size))
                 return "built"
         finally:
             self._jobserver.release()
+
+    def _trusted(self, out: StorePath) -> bool:
+        if self.trust_unsandboxed or self.sandbox != "bwrap":
+            return True
+        return not self.store.unsandboxed_subset([out])
 
     def rebuild_in(self, name: str, scratch: Path) -> Path:
         """Build ``name`` again into ``scratch/out`` (mounted at its virtual path); normalised."""
@@ -432,7 +500,8 @@ class Scheduler:
         out = self.drvs[name].out
         info = self.store.query(out)
         assert info is not None
-        self._jobserver.acquire()
+        if not self._jobserver.acquire(self.cancel):
+            raise _BuildFailed("cancelled", None, cancelled=True)
         try:
             self.events.started(name, "checking")
             t0 = time.monotonic()
@@ -445,7 +514,7 @@ class Scheduler:
                 again, _ = hash_path(again_tree)
                 if again != info.nar_hash:
                     files = tree_differences(self.store.host_path(out), again_tree)
-                    summary = _diffoscope(self.store.host_path(out), again_tree)
+                    summary = diffoscope(self.store.host_path(out), again_tree)
                     self._record_diff(name, files, summary)
                     self.events.finished(
                         name, False, time.monotonic() - t0, None, "not reproducible"
@@ -483,6 +552,20 @@ class Scheduler:
         return getattr(self, "_diffs", {})
 
 
+@contextmanager
+def _cancel_on_exit(cancel: threading.Event) -> Iterator[None]:
+    """Cancel the running builds when the loop leaves by an exception (Ctrl-C, SIGTERM).
+
+    Entered after the thread pool, so it runs before the pool's exit waits
+    for its workers: the builds are killed first, and the wait is short.
+    """
+    try:
+        yield
+    except BaseException:
+        cancel.set()
+        raise
+
+
 def _priorities(
     todo: list[str], dependents: dict[str, list[str]]
 ) -> dict[str, tuple[int, int, str]]:
@@ -505,10 +588,11 @@ def _priorities(
 
 
 class _BuildFailed(Exception):
-    def __init__(self, reason: str, log: Path | None) -> None:
+    def __init__(self, reason: str, log: Path | None, *, cancelled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.log = log
+        self.cancelled = cancelled  # stopped because of another failure, not failed itself
 
 
 def _size(n: int) -> str:
@@ -517,47 +601,3 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
-
-
-def tree_differences(a: Path, b: Path) -> list[str]:
-    """Relative paths whose type, executable bit, content or target differ."""
-
-    def walk(root: Path) -> dict[str, tuple[str, bytes]]:
-        entries: dict[str, tuple[str, bytes]] = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            for n in dirnames + filenames:
-                p = os.path.join(dirpath, n)
-                rel = os.path.relpath(p, root)
-                if os.path.islink(p):
-                    entries[rel] = ("link", os.fsencode(os.readlink(p)))
-                elif os.path.isdir(p):
-                    entries[rel] = ("dir", b"")
-                else:
-                    import hashlib
-
-                    with open(p, "rb") as f:
-                        digest = hashlib.file_digest(f, "sha256").digest()
-                    kind = "exec" if os.access(p, os.X_OK) else "file"
-                    entries[rel] = (kind, digest)
-        return entries
-
-    x, y = walk(a), walk(b)
-    return sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
-
-
-def _diffoscope(a: Path, b: Path) -> str | None:
-    exe = shutil.which("diffoscope")
-    if not exe:
-        return None
-    try:
-        p = subprocess.run(
-            [exe, "--no-progress", "--text", "-", str(a), str(b)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = p.stdout.splitlines()
-    return "\n".join(lines[:60])

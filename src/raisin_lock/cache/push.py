@@ -22,7 +22,7 @@ from raisin_lock.cache import narinfo as ni
 from raisin_lock.cache.compression import compressor
 from raisin_lock.cache.keys import SecretKey
 from raisin_lock.cache.transport import Transport
-from raisin_lock.errors import DamageFound, RaisinError
+from raisin_lock.errors import DamageFound, InputError, RaisinError
 from raisin_lock.hashing import Hash
 from raisin_lock.store_path import StorePath
 
@@ -124,9 +124,21 @@ def push(
     *,
     progress: Progress | None = None,
     compression: str = "zstd",
+    allow_unsandboxed: bool = False,
 ) -> PushResult:
-    """Push the closure of ``roots`` (all valid) to ``cache``, signed with ``key``."""
+    """Push the closure of ``roots`` (all valid) to ``cache``, signed with ``key``.
+
+    A path built with ``--sandbox none`` is refused (before anything is
+    uploaded) unless ``allow_unsandboxed``: signing it would vouch for a
+    build that could have read anything on the host."""
     closure = sorted(store.closure(roots))
+    unsandboxed = sorted(p.base for p in store.unsandboxed_subset(closure))
+    if unsandboxed and not allow_unsandboxed:
+        raise InputError(
+            f"not pushing: built without the sandbox (--sandbox none): {', '.join(unsandboxed)}",
+            hint="rebuild them with `raisin realize` (sandboxed), "
+            "or push them anyway with --allow-unsandboxed",
+        )
     ensure_cache_info(cache)
     result = PushResult()
     for sp in closure:

@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--key", required=True, metavar="SECRET", help="secret key file (raisin key generate)"
     )
+    p.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="also push paths built with --sandbox none (refused by default)",
+    )
     p.set_defaults(run=run)
 
 
@@ -34,7 +39,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if live is not None:
             live.advance(file_bytes)
 
-    res = push(ctx.project, args.cache, args.names, Path(args.key), progress=progress)
+    res = push(
+        ctx.project,
+        args.cache,
+        args.names,
+        Path(args.key),
+        progress=progress,
+        allow_unsandboxed=args.allow_unsandboxed,
+    )
     if live is not None:
         live.stop()
     ctx.info(

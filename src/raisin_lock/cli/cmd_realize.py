@@ -1,9 +1,10 @@
 """raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]
-[--substituter URL...] [--trusted-key KEY...] [--no-fallback]."""
+[--substituter URL...] [--trusted-key KEY...] [--no-fallback] [--toolchain-mismatch warn|error]."""
 
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 from raisin_lock.cli.context import Context
@@ -54,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="fail instead of building when a substitution fails",
     )
+    p.add_argument(
+        "--toolchain-mismatch",
+        choices=["warn", "error"],
+        default=None,
+        help="when the host's compiler, binutils, libc or make differ from the lock's "
+        "[toolchain] record (the outputs keep the lock's paths either way): "
+        "refuse to build (error; the default with --lock FILE) or build with a "
+        "warning (warn; the default otherwise)",
+    )
     p.set_defaults(run=run)
 
 
@@ -68,14 +78,37 @@ def _tail(path: Path | None, n: int = 25) -> list[str]:
     return lines[-n:]
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM does what Ctrl-C does: kill the builds, clean up, exit 130 ("interrupted").
+
+    Without this Python dies at once on SIGTERM, leaving the builds' temp
+    directories behind (and, with ``--sandbox none``, the builds running)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from raisin_lock.app.planning import plan
+
+    _interrupt_on_sigterm()
     from raisin_lock.errors import InputError
 
     if args.jobs is not None and args.jobs < 0:
         raise InputError("-j must be 0 (substitute only) or more", key="-j")
     lock_file = Path(args.lock_file) if args.lock_file else None
-    p = plan(ctx.project, args.names, lock_file=lock_file, offline=args.offline, report=ctx.info)
+    p = plan(
+        ctx.project,
+        args.names,
+        lock_file=lock_file,
+        offline=args.offline,
+        report=ctx.info,
+        sandbox=args.sandbox,
+    )
     if p.up_to_date and not args.check:
         ctx.info("nothing to build")
         return 0
@@ -98,6 +131,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         trusted_keys=args.trusted_key,
         fallback=not args.no_fallback,
         plan=p,
+        toolchain_mismatch=args.toolchain_mismatch,
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")
@@ -107,8 +141,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for line in tail:
                 ctx.info(f"  {line}")
             ctx.info(f"--- full log: {f.log}  (raisin log {f.name})")
+    if res.cancelled:
+        names = ", ".join(sorted(c.name for c in res.cancelled))
+        ctx.info(f"cancelled (another build failed; --keep-going lets them finish): {names}")
     if res.skipped:
         ctx.info(f"not built (a dependency failed): {', '.join(sorted(res.skipped))}")
+    if res.not_started:
+        names = ", ".join(sorted(res.not_started))
+        ctx.info(f"not started (the realize stopped at the first failure): {names}")
     for name, files in sorted(res.not_reproducible.items()):
         ctx.info(f"error: {name}: rebuild is not bit-identical; differing files:")
         for fpath in files[:50]:

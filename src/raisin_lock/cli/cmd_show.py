@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     data = show(ctx.project, args.name)
     if args.json:
         slim = {
-            n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "deps")}
+            n: {k: c[k] for k in ("rev", "nar_hash", "out", "built", "sandboxed", "deps")}
             | {"version": c["version"], "source": c["pin"]}
             for n, c in data["components"].items()
         }
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         mark = (
             ("built" if c["built"] else "not built") if data.get("locked", True) else "not locked"
         )
+        if c["sandboxed"] is False:
+            mark += ", unsandboxed"
         ctx.out(f"{name} {c['version']}  [{mark}]")
         where = c["url"] + (f" {c['ref']}" if c["ref"] else "")
         ctx.out(f"  source   {c['source']} {where}")

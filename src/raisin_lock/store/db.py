@@ -306,6 +306,18 @@ class Database:
             out.update(wanted[r[0]] for r in self._read(sql, chunk))
         return out
 
+    def unsandboxed_subset(self, sps: Iterable[StorePath]) -> set[StorePath]:
+        """The valid paths among ``sps`` built without the sandbox (``sandboxed = 0``)."""
+        wanted = {sp.base: sp for sp in sps}
+        out: set[StorePath] = set()
+        for chunk in _chunks(sorted(wanted)):
+            sql = (
+                "SELECT path FROM valid_paths WHERE sandboxed = 0"
+                f" AND path IN ({_marks(len(chunk))})"
+            )
+            out.update(wanted[r[0]] for r in self._read(sql, chunk))
+        return out
+
     def query(self, sp: StorePath) -> PathInfo | None:
         with self._mutex:
             rows = self._read(
@@ -414,6 +426,40 @@ class Database:
                         "INSERT INTO refs (referrer, reference) VALUES (?, ?)",
                         [(ids[info.path.base], ids[r.base]) for r in info.references],
                     )
+
+    def replace_path(self, info: PathInfo) -> None:
+        """Record new content for a valid path: hash, size, deriver, sandboxed flag, references.
+
+        For an unsandboxed path rebuilt in the sandbox; its referrers keep
+        pointing at it (the name does not change)."""
+        with self.transaction():
+            cur = self._write(
+                "UPDATE valid_paths SET nar_hash = ?, nar_size = ?, deriver = ?,"
+                " registration_time = ?, sandboxed = ? WHERE path = ?",
+                (
+                    info.nar_hash.sri,
+                    info.nar_size,
+                    info.deriver,
+                    info.registration_time,
+                    int(info.sandboxed),
+                    info.path.base,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise RaisinError(f"{info.path.base} is not valid", file=str(self.path))
+            ids = self._ids([info.path.base] + [r.base for r in info.references])
+            missing = sorted(r.base for r in info.references if r.base not in ids)
+            if missing:
+                raise RaisinError(
+                    f"{info.path.base} refers to {', '.join(missing)}, not valid",
+                    file=str(self.path),
+                )
+            self._write("DELETE FROM refs WHERE referrer = ?", (ids[info.path.base],))
+            with self._translate():
+                self._cursor().executemany(
+                    "INSERT INTO refs (referrer, reference) VALUES (?, ?)",
+                    [(ids[info.path.base], ids[r.base]) for r in info.references],
+                )
 
     def delete_paths(self, sps: Iterable[StorePath]) -> None:
         """Unregister ``sps``; refused if a path outside them refers to one."""

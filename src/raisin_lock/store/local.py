@@ -196,6 +196,11 @@ class Store:
         db = self._reader()
         return db.query(sp) if db is not None else None
 
+    def unsandboxed_subset(self, sps: Iterable[StorePath]) -> set[StorePath]:
+        """The valid paths among ``sps`` that were built with ``--sandbox none``."""
+        db = self._reader()
+        return db.unsandboxed_subset(sps) if db is not None else set()
+
     def closure(self, sps: Iterable[StorePath]) -> set[StorePath]:
         """``sps`` and everything they refer to, transitively; all must be valid."""
         wanted = set(sps)
@@ -503,6 +508,34 @@ class Store:
                 atomic.fsync_dir(self.root)
             if os.path.lexists(trash):
                 tree.remove(trash)
+
+    def replace_unsandboxed(
+        self, sp: StorePath, replacement: Path, *, candidates: Iterable[StorePath], deriver: str
+    ) -> PathInfo:
+        """Like :meth:`repair` (caller holds ``lock(sp)``), but the record follows the
+        sandboxed rebuild: an unsandboxed build's hash is no trusted record."""
+        old = self.query(sp)
+        if old is None or old.sandboxed:
+            raise InputError(f"{sp.base} is not a valid unsandboxed path", file=str(self.root))
+        scan = {c.digest: c for c in candidates}
+        scan[sp.digest] = sp
+        try:
+            tree.normalise(replacement, fsync=self._fsync)
+            nar_hash, nar_size, found = tree.hash_and_scan(replacement, scan)
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"cannot read the output {sp.base}: {exc}", file=str(replacement))
+        host = self.host_path(sp)
+        trash = replacement.parent / f"unsandboxed-{sp.digest}"
+        if os.path.lexists(host):
+            os.rename(host, trash)
+        os.rename(replacement, host)
+        if self._fsync:
+            atomic.fsync_dir(self.root)
+        refs = frozenset(scan[d] for d in found)
+        info = PathInfo(sp, nar_hash, nar_size, refs, deriver, int(time.time()), True, old.ca)
+        self._writer().replace_path(info)
+        tree.remove(trash)
+        return info
 
     def cleanup(self) -> list[str]:
         """Remove leftovers of crashed or interrupted work; return what went.
