@@ -111,7 +111,7 @@ def test_lock_pins_full_revs_and_nix_compatible_hashes(stack, tmp_path):
     r = raisin("lock", cwd=proj)
     assert r.code == 0, r
     lk = _lock(proj)
-    assert lk["version"] == 1
+    assert lk["version"] == 2
     assert (proj / "raisin.lock").read_text().startswith("# @generated")
     for name, tag in (("greet", "v1.0"), ("hello", "v1.2"), ("data", "main")):
         expected = git(repos / name, "rev-parse", f"{tag}^{{commit}}")
@@ -307,7 +307,7 @@ def test_hand_edited_lock_is_caught(stack):
     assert _lock(proj)["components"]["data"]["source"]["nar_hash"] == old
     assert _lock(proj)["components"]["data"]["source"]["store"] == store_old
     # a newer format is refused
-    (proj / "raisin.lock").write_text(text.replace("version = 1\n", "version = 7\n", 1))
+    (proj / "raisin.lock").write_text(text.replace("version = 2\n", "version = 7\n", 1))
     r = raisin("show", cwd=proj)
     assert r.code == 2 and "newer" in r.err
 
