@@ -129,7 +129,8 @@ def generations(edges: Edges) -> list[list[str]]:
     """Layers that can be built together: the first needs nothing, each needs only earlier ones."""
     import networkx as nx
 
-    return [sorted(layer) for layer in reversed(list(nx.topological_generations(digraph(edges))))]
+    needed_by = digraph(edges).reverse(copy=False)  # b -> a: b is needed by a
+    return [sorted(layer) for layer in nx.topological_generations(needed_by)]
 
 
 def dependents(edges: Edges, names: Iterable[str]) -> set[str]:
