@@ -655,3 +655,14 @@ def test_lock_check_notes_recipe_drift(tmp_path: Path) -> None:
     assert "note: seabios: locked from an older or newer text of recipe 'seabios'" in r.err, r
     assert "raisin lock --update seabios" in r.err
     assert lock.read_text() != text  # --check wrote nothing
+
+
+def test_build_edit_with_changed_directory_repins_the_path_source(path_proj: Path) -> None:
+    before = _lock(path_proj)["components"]["a"]["source"]["nar_hash"]
+    (path_proj / "src" / "f.txt").write_text("changed\n")
+    m = path_proj / "raisin.toml"
+    m.write_text(m.read_text().replace('K = "v"', 'K = "w"'))
+    assert raisin("lock", cwd=path_proj).code == 0
+    after = _lock(path_proj)["components"]["a"]
+    assert after["env"] == {"K": "w"}
+    assert after["source"]["nar_hash"] == nix_hash(path_proj / "src") != before

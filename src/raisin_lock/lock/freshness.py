@@ -76,17 +76,18 @@ def stale_reasons(
             reasons[name] = "not in the lock"
         elif name in forced:
             reasons[name] = "update requested"
-        elif prev.decl != decls[name]:
-            same_source = (
-                source_decls is not None
-                and prev.decl_source is not None
-                and prev.decl_source == source_decls.get(name)
-            )
-            reasons[name] = BUILD_CHANGED if same_source else f"changed in {MANIFEST_NAME}"
+        elif prev.decl != decls[name] and not (
+            source_decls is not None
+            and prev.decl_source is not None
+            and prev.decl_source == source_decls.get(name)
+        ):
+            reasons[name] = f"changed in {MANIFEST_NAME}"
         elif name in bad:
             reasons[name] = f"inconsistent: {bad[name]}"
         elif name in path_sources and path_changed(name):
             reasons[name] = "source directory changed"
+        elif prev.decl != decls[name]:
+            reasons[name] = BUILD_CHANGED  # only the build part moved: keep the pin
     for name in old.components:
         if name not in decls:
             reasons[name] = f"no longer in {MANIFEST_NAME}"
