@@ -111,7 +111,7 @@ def test_lock_pins_full_revs_and_nix_compatible_hashes(stack, tmp_path):
     r = raisin("lock", cwd=proj)
     assert r.code == 0, r
     lk = _lock(proj)
-    assert lk["version"] == 1
+    assert lk["version"] == 2
     assert (proj / "raisin.lock").read_text().startswith("# @generated")
     for name, tag in (("greet", "v1.0"), ("hello", "v1.2"), ("data", "main")):
         expected = git(repos / name, "rev-parse", f"{tag}^{{commit}}")
@@ -307,7 +307,7 @@ def test_hand_edited_lock_is_caught(stack):
     assert _lock(proj)["components"]["data"]["source"]["nar_hash"] == old
     assert _lock(proj)["components"]["data"]["source"]["store"] == store_old
     # a newer format is refused
-    (proj / "raisin.lock").write_text(text.replace("version = 1\n", "version = 7\n", 1))
+    (proj / "raisin.lock").write_text(text.replace("version = 2\n", "version = 7\n", 1))
     r = raisin("show", cwd=proj)
     assert r.code == 2 and "newer" in r.err
 
@@ -458,3 +458,209 @@ def test_init_writes_a_manifest_that_locks(tmp_path):
     assert r.code == 2 and "already exists" in r.err
     r = raisin("lock", cwd=tmp_path)
     assert r.code == 0, r
+
+
+# ------------------------------------------------- corrupted locks, NUL bytes, nesting
+
+
+@pytest.fixture
+def path_proj(tmp_path: Path) -> Path:
+    """A locked one-component project with a path source (no network, no build)."""
+    proj = tmp_path / "p"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "f.txt").write_text("x\n")
+    (proj / "raisin.toml").write_text(
+        '[components.a]\nsource = { path = "src" }\nbuild = ["install -D f.txt $out/f.txt"]\nenv = { K = "v" }\n'
+    )
+    assert raisin("lock", cwd=proj).code == 0
+    return proj
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        (
+            'nar_hash = "',
+            'nar_hash = ["x"]\nxx = "',
+            "raisin.lock: components.a.source.nar_hash: expected an SRI hash such as 'sha256-<base64>', found array [\"x\"]",
+        ),
+        (
+            "date = ",
+            'date = "soon"\nxx = ',
+            'components.a.source.date: expected an integer >= 0, found string "soon"',
+        ),
+        ('path = "src"\n', "", "components.a.source.path: missing (a path pin needs it)"),
+        (
+            'version = "local"',
+            "version = 3",
+            "components.a.version: expected a string, found integer 3",
+        ),
+        (
+            'env = { K = "v" }',
+            'env = { K = "v\\u0000x" }',
+            "components.a.env: expected a table of NAME = string (no NUL bytes)",
+        ),
+        (
+            "deps = []",
+            "deps = [1]",
+            "components.a.deps: expected an array of component names, found array [1]",
+        ),
+        (
+            'type = "path"',
+            'type = "path"\nrev = "--upload-pack=touch /tmp/pwned"',
+            "components.a.source.rev: expected a non-empty string not starting with '-'",
+        ),
+        (
+            "deps = []",
+            "deps = " + "[" * 5000 + "]" * 5000,
+            "raisin.lock:17: invalid TOML: nested deeper than 32 levels",
+        ),
+        ("build = [\n", 'build = [\n  "' + "y" * 500 + '\\u0000",\n', "yyy...\n"),
+    ],
+    ids=[
+        "nar_hash-array",
+        "date-string",
+        "missing-path",
+        "version-int",
+        "nul-env",
+        "deps-int",
+        "dash-rev",
+        "deep",
+        "long-nul-step",
+    ],
+)
+def test_corrupted_lock_exit_2_naming_the_key(
+    path_proj: Path, old: str, new: str, needle: str
+) -> None:
+    lock = path_proj / "raisin.lock"
+    text = lock.read_text()
+    assert old in text
+    lock.write_text(text.replace(old, new, 1))
+    before = sorted(p.name for p in path_proj.iterdir())
+    for cmd in (["show"], ["realize"]):
+        r = raisin(*cmd, cwd=path_proj)
+        assert r.code == 2, r
+        assert "Traceback" not in r.err and needle in r.err, r
+        assert r.err.startswith("error: raisin.lock"), r
+        assert len(r.err.strip().splitlines()) <= 2 and len(r.err) < 400, r
+    assert sorted(p.name for p in path_proj.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('env = { K = "v" }', 'env = { K = "v\\u0000" }', "components.a.env"),
+        ('build = ["', 'build = ["\\u0000', "components.a.build"),
+        (
+            'source = { path = "src" }',
+            'source = { git = "file:///x", ref = "ma\\u0000in" }',
+            "components.a.source",
+        ),
+    ],
+)
+def test_nul_in_manifest_is_refused_before_anything_is_written(
+    path_proj: Path, old: str, new: str, key: str
+) -> None:
+    m = path_proj / "raisin.toml"
+    m.write_text(m.read_text().replace(old, new, 1))
+    lock_before = (path_proj / "raisin.lock").read_bytes()
+    r = raisin("lock", cwd=path_proj)
+    assert r.code == 2, r
+    assert (
+        "raisin.toml:" in r.err and key in r.err and "NUL" in r.err and "Traceback" not in r.err
+    ), r
+    assert (path_proj / "raisin.lock").read_bytes() == lock_before
+
+
+def test_deep_manifest_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "raisin.toml").write_text("[components.a]\nx = " + "[" * 3000 + "]" * 3000 + "\n")
+    for cmd in (["lock"], ["realize"]):
+        r = raisin(*cmd, cwd=tmp_path)
+        assert r.code == 2, r
+        assert "error: raisin.toml:2: invalid TOML: nested deeper than 32 levels\n" in r.err, r
+        assert "Traceback" not in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raisin.toml"]
+
+
+# ------------------------------------------------- branch pins, recipe drift
+
+
+def test_build_edit_keeps_a_moved_branch_pin(stack) -> None:
+    proj, repos, revs = stack["proj"], stack["repos"], stack["revs"]
+    assert raisin("lock", cwd=proj).code == 0
+    before = _lock(proj)["components"]
+    moved = make_repo(repos / "data", {"motd.txt": "moved upstream\n"}, date=1700000900)
+    manifest = proj / "raisin.toml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("$out/share/motd.txt", "$out/share/motd/motd.txt"))
+    r = raisin("lock", cwd=proj)
+    assert r.code == 0, r
+    after = _lock(proj)["components"]
+    assert after["data"]["source"]["rev"] == revs["data"]  # the pin stayed
+    assert after["data"]["source"] == before["data"]["source"]
+    assert after["data"]["build"] == ["install -Dm644 motd.txt $out/share/motd/motd.txt"]
+    assert after["data"]["out"] != before["data"]["out"]
+    assert after["hello"]["out"] != before["hello"]["out"]  # a dependent follows the new out
+    assert after["greet"] == before["greet"]
+    # an env edit too
+    manifest.write_text(
+        manifest.read_text().replace('ref = "main" }', 'ref = "main" }\nenv = { X = "1" }')
+    )
+    assert raisin("lock", cwd=proj).code == 0
+    assert _lock(proj)["components"]["data"]["source"]["rev"] == revs["data"]
+    # editing the source table (or asking) does move it
+    assert raisin("lock", "--update", "data", cwd=proj).code == 0
+    assert _lock(proj)["components"]["data"]["source"]["rev"] == moved
+
+
+def test_version_1_lock_still_reads_and_build_edit_re_resolves(stack) -> None:
+    proj, repos = stack["proj"], stack["repos"]
+    assert raisin("lock", cwd=proj).code == 0
+    lock = proj / "raisin.lock"
+    v1 = "\n".join(
+        line for line in lock.read_text().splitlines() if not line.startswith("decl-source")
+    ).replace("version = 2\n", "version = 1\n", 1)
+    lock.write_text(v1 + "\n")
+    assert raisin("show", cwd=proj).code == 0
+    assert raisin("lock", "--check", cwd=proj).code == 0
+    moved = make_repo(repos / "data", {"motd.txt": "moved\n"}, date=1700000900)
+    manifest = proj / "raisin.toml"
+    manifest.write_text(manifest.read_text().replace("$out/share/motd.txt", "$out/motd.txt"))
+    assert raisin("lock", cwd=proj).code == 0
+    lk = _lock(proj)
+    assert lk["version"] == 2 and lk["components"]["data"]["source"]["rev"] == moved
+    assert all("decl-source" in c for c in lk["components"].values())
+
+
+def test_lock_check_notes_recipe_drift(tmp_path: Path) -> None:
+    proj = tmp_path / "p"
+    (proj / "bios").mkdir(parents=True)
+    (proj / "bios" / "Makefile").write_text("all:\n")
+    (proj / "raisin.toml").write_text(
+        '[components.seabios]\nsource = { path = "bios" }\nversion = "1.16.2"\nrecipe = "seabios"\n'
+    )
+    assert raisin("lock", cwd=proj).code == 0
+    lock = proj / "raisin.lock"
+    lk = _lock(proj)["components"]["seabios"]
+    assert lk["recipe-hash"].startswith("sha256-") and len(lk["recipe-hash"]) == 71
+    r = raisin("lock", "--check", cwd=proj)
+    assert r.code == 0 and "note" not in r.err, r
+    # as if locked by a raisin whose seabios recipe was another text
+    text = lock.read_text()
+    lock.write_text(text.replace(lk["recipe-hash"], "sha256-" + "0" * 64))
+    r = raisin("lock", "--check", cwd=proj)
+    assert r.code == 0, r
+    assert "note: seabios: locked from an older or newer text of recipe 'seabios'" in r.err, r
+    assert "raisin lock --update seabios" in r.err
+    assert lock.read_text() != text  # --check wrote nothing
+
+
+def test_build_edit_with_changed_directory_repins_the_path_source(path_proj: Path) -> None:
+    before = _lock(path_proj)["components"]["a"]["source"]["nar_hash"]
+    (path_proj / "src" / "f.txt").write_text("changed\n")
+    m = path_proj / "raisin.toml"
+    m.write_text(m.read_text().replace('K = "v"', 'K = "w"'))
+    assert raisin("lock", cwd=path_proj).code == 0
+    after = _lock(path_proj)["components"]["a"]
+    assert after["env"] == {"K": "w"}
+    assert after["source"]["nar_hash"] == nix_hash(path_proj / "src") != before

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raisin_lock.errors import InputError, LockError, ManifestError, RaisinError, unknown_component
-from raisin_lock.lock import lockfile
+from raisin_lock.lock import graph, lockfile
 from raisin_lock.manifest import recipe as recipes
 
 if TYPE_CHECKING:
@@ -264,22 +264,14 @@ class Need:
         )
 
 
-def _closure(names: list[str], deps: Mapping[str, tuple[str, ...]]) -> list[str]:
-    seen: set[str] = set()
-    stack = list(names)
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(deps.get(n, ()))
-    return [n for n in deps if n in seen]
-
-
 def _select(names: list[str], known: Mapping[str, tuple[str, ...]], file: str) -> list[str]:
     for n in names:
         if n not in known:
             raise unknown_component(n, known, file=file, key="NAME")
-    return _closure(names, known) if names else list(known)
+    if not names:
+        return list(known)
+    wanted = set(graph.closure(known, names))
+    return [n for n in known if n in wanted]
 
 
 def packages_from_manifest(

@@ -24,7 +24,7 @@ from raisin_lock.lock.lockfile import Lock, LockedComponent
 from raisin_lock.lock.pins import LockedSource
 from raisin_lock.manifest import actions
 from raisin_lock.manifest import recipe as recipes
-from raisin_lock.manifest.quick import fingerprint, quick_components
+from raisin_lock.manifest.quick import fingerprint, quick_components, source_fingerprint
 from raisin_lock.sources import FetchContext, materialize, resolve
 from raisin_lock.sources import path as path_source
 from raisin_lock.store_path import StorePath
@@ -41,6 +41,30 @@ class LockResult:
     resolved: list[str] = field(default_factory=list)
     # url sources the manifest gives no hash for: name -> the archive hash pinned now
     unrequired_hashes: dict[str, str] = field(default_factory=dict)
+    drift: dict[str, str] = field(default_factory=dict)  # name -> how its recipe moved on
+
+
+def recipe_drift(lk: Lock) -> dict[str, str]:
+    """Components locked from a built-in recipe whose text differs from this raisin's.
+
+    Their steps in the lock still stand (the lock is self-contained), but
+    ``lock --update NAME`` would expand the newer recipe and change their
+    output paths; ``lock --check`` says so beforehand.
+    """
+    drift: dict[str, str] = {}
+    for name, c in sorted(lk.components.items()):
+        if c.recipe is None:
+            continue
+        try:
+            current = "sha256-" + recipes.load(c.recipe).text_hash
+        except recipes.RecipeError:
+            drift[name] = f"recipe {c.recipe!r} is not in this raisin"
+            continue
+        if c.recipe_hash is None:
+            drift[name] = f"locked from recipe {c.recipe!r} before raisin recorded recipe hashes"
+        elif c.recipe_hash != current:
+            drift[name] = f"locked from an older or newer text of recipe {c.recipe!r}"
+    return drift
 
 
 def _recipe_for(name: str, spec: ComponentSpec, m: Manifest) -> recipes.Recipe | None:
@@ -163,12 +187,32 @@ def lock(
 
     ``update``: None = only what changed, [] = everything, [names] = those.
     ``check``: write nothing; return the stale components (and why).
+    Either way ``drift`` names the components a newer recipe would change.
+    """
+    res = _lock(project, update=update, check=check, offline=offline, report=report)
+    res.drift = recipe_drift(res.lock)
+    return res
+
+
+def _lock(
+    project: Project,
+    *,
+    update: list[str] | None = None,
+    check: bool = False,
+    offline: bool = False,
+    report: Report = quiet,
+) -> LockResult:
+    """Resolve new or changed components; keep every other pin as it is.
+
+    ``update``: None = only what changed, [] = everything, [names] = those.
+    ``check``: write nothing; return the stale components (and why).
     """
     old = read_lock(project)
     if old is not None and update is None:
         raw = quick_components(project.manifest_path)
         if raw is not None:
             decls = {n: fingerprint(t) for n, t in raw.items()}
+            source_decls = {n: source_fingerprint(t) for n, t in raw.items()}
             paths = {
                 n: t["source"]["path"]
                 for n, t in raw.items()
@@ -176,7 +220,15 @@ def lock(
             }
             follows = {n: t["follows"] for n, t in raw.items() if isinstance(t.get("follows"), str)}
             if not _stale(
-                project, old, decls, paths, (), check=check, offline=offline, follows=follows
+                project,
+                old,
+                decls,
+                paths,
+                (),
+                check=check,
+                offline=offline,
+                follows=follows,
+                source_decls=source_decls,
             ):
                 return LockResult(lock=old, written=False)
 
@@ -187,6 +239,7 @@ def lock(
         if n not in m.components:
             raise unknown_component(n, m.components, key="--update")
     decls = {name: m.fingerprint(name) for name in m.components}
+    source_decls = {name: m.source_fingerprint(name) for name in m.components}
     if old is None or any(
         n not in old.components or old.components[n].decl != d for n, d in decls.items()
     ):
@@ -203,7 +256,17 @@ def lock(
     forced = list(m.components) if update_all else sorted(wanted)
     follows = {n: s.follows for n, s in m.components.items() if s.follows}
     reasons = (
-        _stale(project, old, decls, paths, forced, check=check, offline=offline, follows=follows)
+        _stale(
+            project,
+            old,
+            decls,
+            paths,
+            forced,
+            check=check,
+            offline=offline,
+            follows=follows,
+            source_decls=source_decls,
+        )
         if old is not None
         else {n: "not in the lock" for n in m.components}
     )
@@ -220,7 +283,13 @@ def lock(
     for name in sorted(reasons):
         _recipe_for(name, m.components[name], m)  # fail on a bad recipe before fetching anything
     resolved: dict[str, tuple[LockedSource, str]] = {}
-    for name in following.follow_order(m, reasons):
+    rederive = {n for n, r in reasons.items() if r == freshness.BUILD_CHANGED}
+    for name in sorted(rederive):
+        kept = _kept(old, name)
+        report(f"deriving {name} again from its pin (only its build changed)")
+        resolved[name] = (kept.source, kept.version)
+    fresh = {n: r for n, r in reasons.items() if n not in rederive}
+    for name in following.follow_order(m, fresh):
         spec = m.components[name]
         ctx.component, ctx.key = name, f"components.{name}.source"
         source = spec.source
@@ -290,10 +359,14 @@ def lock(
                 fetch_hash=fetches[name][1],
                 recipe=spec.recipe,
                 activate=_activation_for(name, spec, m),
+                decl_source=source_decls[name],
+                recipe_hash=_recipe_hash(name, spec, m),
             )
         else:
             assert old is not None
-            comps[name] = old.components[name]
+            prev = old.components[name]
+            # A version-1 entry kept as it is learns its source fingerprint (same declaration).
+            comps[name] = LockedComponent(**{**prev.__dict__, "decl_source": source_decls[name]})
     new = Lock(system=system, toolchain=tools, components=comps)
     for name, drv in new.derivations().items():
         c = comps[name]
@@ -323,6 +396,7 @@ def _stale(
     check: bool,
     offline: bool,
     follows: dict[str, str],
+    source_decls: dict[str, str],
 ) -> dict[str, str]:
     """Why each component needs resolving again; path sources are hashed here (I/O)."""
     ctxs: list[FetchContext] = []  # made on first use: making one may create the store
@@ -340,8 +414,20 @@ def _stale(
         return current != old.components[name].source.nar_hash
 
     return freshness.stale_reasons(
-        old, decls, path_sources=paths, path_changed=path_changed, forced=forced, follows=follows
+        old,
+        decls,
+        path_sources=paths,
+        path_changed=path_changed,
+        forced=forced,
+        follows=follows,
+        source_decls=source_decls,
     )
+
+
+def _recipe_hash(name: str, spec: ComponentSpec, m: Manifest) -> str | None:
+    """``sha256-<hex>`` of the recipe text the steps were expanded from (None: inline steps)."""
+    r = _recipe_for(name, spec, m)
+    return None if r is None else "sha256-" + r.text_hash
 
 
 def _kept(old: Lock | None, name: str) -> LockedComponent:

@@ -39,6 +39,7 @@ from raisin_lock.build.result import Failure, RealizeResult
 from raisin_lock.build.sandbox import BuildSpec, check_sandbox
 from raisin_lock.cache.substitute import SubstituteFailed
 from raisin_lock.errors import BuildError, InputError, RaisinError, SourceError
+from raisin_lock.lock import graph
 from raisin_lock.lock.derivation import Derivation, dep_var
 from raisin_lock.nar import hash_path
 from raisin_lock.sources import materialize
@@ -223,7 +224,9 @@ class Scheduler:
         for n, ds in waiting.items():
             for d in ds:
                 dependents[d].append(n)
-        priority = _priorities(todo, dependents)
+        # Critical path first (build times are unknown beforehand: each counts 1), then by name.
+        chain = graph.critical_path_priority({n: tuple(waiting[n]) for n in todo}, lambda _n: 1.0)
+        priority = {n: (chain[n], n) for n in todo}
         ready = sorted((n for n in todo if not waiting[n]), key=priority.__getitem__, reverse=True)
         running: dict[Future[str], str] = {}
         finished: set[str] = set()  # built, failed, cancelled, ... (not skipped)
@@ -564,27 +567,6 @@ def _cancel_on_exit(cancel: threading.Event) -> Iterator[None]:
     except BaseException:
         cancel.set()
         raise
-
-
-def _priorities(
-    todo: list[str], dependents: dict[str, list[str]]
-) -> dict[str, tuple[int, int, str]]:
-    """Critical-path first: longest chain of dependents below a node, then how many there are.
-
-    Build times are unknown before the first build, so chain length stands in
-    for the critical path (list scheduling by "bottom level").
-    """
-    height: dict[str, int] = {}
-    below: dict[str, set[str]] = {}
-    for n in reversed(todo):  # todo is in dependency order: dependents come later
-        kids = dependents.get(n, [])
-        height[n] = 1 + max((height[k] for k in kids), default=0)
-        acc: set[str] = set()
-        for k in kids:
-            acc.add(k)
-            acc |= below[k]
-        below[n] = acc
-    return {n: (height[n], len(below[n]), n) for n in todo}
 
 
 class _BuildFailed(Exception):

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     res = lock(
         ctx.project, update=args.update, check=args.check, offline=args.offline, report=ctx.info
     )
+    for name, why in sorted(res.drift.items()):
+        ctx.info(f"note: {name}: {why}; `raisin lock --update {name}` would re-expand it")
     if args.json:
         ctx.json(
             {

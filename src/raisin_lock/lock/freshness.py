@@ -18,6 +18,10 @@ from raisin_lock.lock.lockfile import Lock
 from raisin_lock.manifest import MANIFEST_NAME
 from raisin_lock.manifest.quick import fingerprint, quick_components
 
+# The reason given for a component whose build (not its source) was edited:
+# it is derived again from its old pin, which stays put even on a moved branch.
+BUILD_CHANGED = f"build changed in {MANIFEST_NAME} (source pin kept)"
+
 
 def changed_declarations(manifest_path: Path, lk: Lock) -> list[str] | None:
     """Components added, removed or edited in the manifest since ``lk`` was written.
@@ -52,6 +56,7 @@ def stale_reasons(
     path_changed: Callable[[str], bool] = lambda _name: False,
     forced: Collection[str] = (),
     follows: Mapping[str, str] | None = None,
+    source_decls: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Why each component needs resolving again (empty: the lock stands).
 
@@ -59,7 +64,9 @@ def stale_reasons(
     components whose source is a local directory, whose content
     ``path_changed(name)`` compares with the pin; ``forced``: ``--update``
     names; ``follows``: follower -> followed (a follower is stale when what
-    it follows is).
+    it follows is); ``source_decls``: the fingerprints of each declaration's
+    source part, so that a component whose edit left it unchanged gets
+    :data:`BUILD_CHANGED` (re-derive, keep the pin) instead of a re-resolve.
     """
     reasons: dict[str, str] = {}
     bad = old.inconsistent()
@@ -69,12 +76,18 @@ def stale_reasons(
             reasons[name] = "not in the lock"
         elif name in forced:
             reasons[name] = "update requested"
-        elif prev.decl != decls[name]:
+        elif prev.decl != decls[name] and not (
+            source_decls is not None
+            and prev.decl_source is not None
+            and prev.decl_source == source_decls.get(name)
+        ):
             reasons[name] = f"changed in {MANIFEST_NAME}"
         elif name in bad:
             reasons[name] = f"inconsistent: {bad[name]}"
         elif name in path_sources and path_changed(name):
             reasons[name] = "source directory changed"
+        elif prev.decl != decls[name]:
+            reasons[name] = BUILD_CHANGED  # only the build part moved: keep the pin
     for name in old.components:
         if name not in decls:
             reasons[name] = f"no longer in {MANIFEST_NAME}"
@@ -83,7 +96,8 @@ def stale_reasons(
         while changed:
             changed = False
             for name, leader in follows.items():
-                if leader in reasons and name not in reasons and name in decls:
+                moved = leader in reasons and reasons[leader] != BUILD_CHANGED
+                if moved and reasons.get(name, BUILD_CHANGED) == BUILD_CHANGED and name in decls:
                     reasons[name] = f"follows {leader}, which changed"
                     changed = True
     return reasons

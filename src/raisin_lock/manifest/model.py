@@ -28,7 +28,8 @@ from raisin_lock.hashing import Hash
 from raisin_lock.manifest.actions import ActionError, ActivationSpec
 from raisin_lock.manifest.actions import parse as parse_actions
 from raisin_lock.manifest.git_remote import ref_problem, url_problem
-from raisin_lock.manifest.quick import fingerprint
+from raisin_lock.manifest.nesting import MAX_DEPTH, too_deep
+from raisin_lock.manifest.quick import fingerprint, source_fingerprint
 
 _COMPONENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -86,10 +87,12 @@ class SourceSpec(_Strict):
             )
         if kind == "debian" and self.version is None:
             raise ValueError("a debian source needs 'version' (e.g. \"1.16.2-1\")")
-        for key in ("git", "ref", "path", "url", "debian"):
+        for key in ("git", "ref", "path", "url", "debian", "hash", "version"):
             value = getattr(self, key)
             if value is not None and not value.strip():
                 raise ValueError(f"'{key}' is empty")
+            if value is not None and "\0" in value:
+                raise ValueError(f"'{key}' contains a NUL byte")
         if self.hash is not None:
             try:
                 Hash.parse(self.hash)
@@ -145,6 +148,24 @@ class ComponentSpec(_Strict):
                 Hash.parse(v)
             except ValueError:
                 raise ValueError(f"expected an SRI hash (sha256-BASE64), found {v!r}") from None
+        return v
+
+    @field_validator(
+        "env", "build", "pre_build", "post_build", "build_deps", "deps", "options", "fetch"
+    )
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        """Strings that reach a build's command line or environment cannot hold NUL."""
+        stack = [v]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, str) and "\0" in x:
+                raise ValueError(f"contains a NUL byte: {_describe(x)}")
+            if isinstance(x, dict):
+                stack.extend(x.keys())
+                stack.extend(x.values())
+            elif isinstance(x, (list, tuple)):
+                stack.extend(x)
         return v
 
     @field_validator("version")
@@ -284,10 +305,12 @@ def read_cache_table(path: Path | None) -> CacheSpec:
     if path is None or not path.exists():
         return CacheSpec()
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        return CacheSpec.model_validate(doc.get("cache", {}))
+        text = path.read_text(encoding="utf-8")
+        if too_deep(text) is None:
+            return CacheSpec.model_validate(tomllib.loads(text).get("cache", {}))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValidationError):
-        return load(path).model.cache
+        pass
+    return load(path).model.cache
 
 
 class ManifestModel(_Strict):
@@ -317,6 +340,9 @@ class Manifest:
 
     def fingerprint(self, name: str) -> str:
         return fingerprint(self.raw["components"][name])
+
+    def source_fingerprint(self, name: str) -> str:
+        return source_fingerprint(self.raw["components"][name])
 
     @property
     def components(self) -> dict[str, ComponentSpec]:
@@ -354,6 +380,11 @@ def load(path: Path) -> Manifest:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read: {exc}", file=shown) from exc
+    line = too_deep(text)
+    if line is not None:
+        raise ManifestError(
+            f"invalid TOML: nested deeper than {MAX_DEPTH} levels", file=shown, line=line
+        )
     try:
         doc = tomlkit.parse(text).unwrap()
     except ParseError as exc:
@@ -438,8 +469,8 @@ def _describe(value: Any) -> str:
     }
     kind = kinds.get(type(value), type(value).__name__)
     shown = json.dumps(value, default=str)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
     return f"{kind} {shown}"
 
 

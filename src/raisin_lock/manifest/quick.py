@@ -16,6 +16,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from raisin_lock.manifest.nesting import too_deep
+
 TOP_LEVEL = {"components", "profiles", "cache", "tests"}
 
 
@@ -25,10 +27,24 @@ def fingerprint(table: Any) -> str:
     return "sha256-" + hashlib.sha256(blob.encode()).hexdigest()
 
 
+# The keys of a component's table that decide its source pin; the others
+# (build, env, deps, recipe, ...) only decide how the pinned source is built.
+SOURCE_KEYS = ("source", "follows", "version")
+
+
+def source_fingerprint(table: Any) -> str:
+    """Canonical hash of the part of a component's raw table that decides its pin."""
+    part = {k: table[k] for k in SOURCE_KEYS if k in table} if isinstance(table, dict) else table
+    return fingerprint(part)
+
+
 def quick_components(path: Path) -> dict[str, dict[str, Any]] | None:
     """Raw component tables, or None when a full, validating load is needed."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if too_deep(text) is not None:
+            return None
+        doc = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     if not set(doc) <= TOP_LEVEL:
