@@ -174,7 +174,7 @@ def test_errors_about_manifest_keys_name_the_line(tmp_path: Path) -> None:
     r = raisin("lock", cwd=tmp_path)
     assert r.code == 2, r
     assert r.err.splitlines()[-1] == (
-        f"error: raisin.toml:3: components.a.source: ref 'nope' not found in remote file://{repo}"
+        f"error: raisin.toml:3: components.a.source: ref 'nope' not found in git remote file://{repo}"
     )
     # a cycle, from another directory with -C: the file as the user can open it
     (tmp_path / "raisin.toml").write_text(
@@ -293,7 +293,16 @@ def test_json_output_of_lock_show_diff_verify_gc(demo: Path, tmp_path: Path) -> 
     motd = got["components"]["motd"]
     assert motd["source"] == {"kind": "path", "path": "src/motd"}
     assert motd["built"] is True and got["components"]["hello"]["built"] is False
-    assert set(motd) == {"rev", "nar_hash", "out", "built", "deps", "version", "source"}
+    assert set(motd) == {
+        "rev",
+        "nar_hash",
+        "out",
+        "built",
+        "sandboxed",
+        "deps",
+        "version",
+        "source",
+    }
 
     store = demo / "store"
     assert _json(raisin("store", "verify", "--json", cwd=demo)) == {
