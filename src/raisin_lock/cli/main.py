@@ -32,6 +32,7 @@ COMMANDS = [
     "why",
     "why_depends",
     "completion",
+    "bisect",
 ]
 
 
@@ -120,7 +121,18 @@ def _locate_in_manifest(exc: RaisinError, manifest: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command line for the command to run
+    # (`raisin bisect ... -- make test`), never parsed as raisin's options.
+    after: list[str] | None = None
+    if "--" in argv:
+        at = argv.index("--")
+        argv, after = argv[:at], argv[at + 1 :]
     args = parser.parse_args(argv)
+    if after is not None:
+        if not hasattr(args, "after_dashes"):
+            parser.error(f"{args.command} takes no command after --")
+        args.after_dashes = after
     from raisin_lock.app.project import Project
     from raisin_lock.cli.context import Context
     from raisin_lock.errors import RaisinError

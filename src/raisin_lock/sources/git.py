@@ -436,13 +436,37 @@ def _export(src: LockedSource, ctx: FetchContext, dest: Path) -> None:
 
 def resolve(spec: SourceSpec, ctx: FetchContext) -> LockedSource:
     assert spec.git is not None
-    url, ref = spec.git, spec.ref or "HEAD"
+    return _pin(spec.git, spec.ref or "HEAD", ctx, submodules=spec.submodules is not False)
+
+
+def pin(ctx: FetchContext, url: str, rev: str) -> LockedSource:
+    """The pin of commit ``rev`` of ``url`` (submodules included), for ``raisin bisect``."""
+    return _pin(url, rev, ctx, submodules=True)
+
+
+def commits_between(ctx: FetchContext, url: str, good: str, bad: str) -> list[str]:
+    """The commits after ``good`` up to ``bad`` (included), oldest first, on the ancestry path."""
+    good_rev, _ = _resolve_rev(url, good, ctx)
+    bad_rev, _ = _resolve_rev(url, bad, ctx)
+    with _open(mirror_dir(ctx, url)) as repo:
+        out = _run(
+            repo,
+            "rev_list",
+            "--reverse",
+            "--topo-order",
+            "--ancestry-path",
+            f"{good_rev}..{bad_rev}",
+        )
+    return out.split()
+
+
+def _pin(url: str, ref: str, ctx: FetchContext, *, submodules: bool) -> LockedSource:
     rev, is_tag = _resolve_rev(url, ref, ctx)
     label = make_label(url)
     hint = version_from_tag(ref) if is_tag else None
     with ctx.store.tmpdir("git-export") as tmp:
         tree = tmp / "tree"
-        if spec.submodules is False:
+        if not submodules:
             with _open(mirror_dir(ctx, url)) as repo:
                 export_tree(repo, rev, tree)
             subs: list[Submodule] = []
