@@ -16,8 +16,8 @@ from pathlib import Path
 from raisin_lock.app.locking import lock
 from raisin_lock.app.project import Project, Report, quiet, read_lock
 from raisin_lock.display import display_path
-from raisin_lock.errors import ManifestError, unknown_component
-from raisin_lock.lock import freshness, lockfile
+from raisin_lock.errors import CheckFailed, LockError, ManifestError, unknown_component
+from raisin_lock.lock import lockfile
 from raisin_lock.lock.lockfile import Lock
 from raisin_lock.store.local import Store
 
@@ -42,11 +42,17 @@ def plan(
     offline: bool = False,
     report: Report = quiet,
     sandbox: str = "auto",
+    mode: str = "lock",
 ) -> Plan:
     """Lock if needed, select ``names`` (all when empty) and see what is built.
 
-    Unless ``sandbox`` is ``"none"``, a path built with ``--sandbox none``
-    does not count as built: a sandboxed realize rebuilds it."""
+    ``mode``: ``lock`` brings the lock up to date first, as ``raisin lock``
+    would (a manifest edit, or an edit inside a ``path`` source, is seen);
+    ``locked`` refuses a lock that is not up to date (:class:`CheckFailed`,
+    exit 1, as uv's and Cargo's ``--locked``); ``frozen`` uses the lock as it
+    is, without looking at the manifest. Unless ``sandbox`` is ``"none"``, a
+    path built with ``--sandbox none`` does not count as built: a sandboxed
+    realize rebuilds it."""
     if lock_file is not None:
         shown = display_path(lock_file)
         lk = lockfile.read(lock_file, shown=shown)
@@ -54,19 +60,32 @@ def plan(
         base_dir = lock_file.resolve().parent
     else:
         current = read_lock(project) if project.lock_path.exists() else None
-        if current is None or (
-            project.manifest_path.exists()
-            and freshness.declarations_changed(project.manifest_path, current)
-        ):
-            if not project.manifest_path.exists():
-                raise ManifestError(
-                    "no such file (and no lock to build from)",
-                    file=display_path(project.manifest_path),
-                )
-            report(f"{project.lock_display} is missing or out of date; locking first")
-            lk = lock(project, offline=offline, report=report).lock
-        else:
+        if current is not None and (mode == "frozen" or not project.manifest_path.exists()):
             lk = current
+        elif mode == "frozen":
+            raise LockError(
+                "no such file (--frozen builds from the lock as it is)", file=project.lock_display
+            )
+        elif not project.manifest_path.exists():
+            raise ManifestError(
+                "no such file (and no lock to build from)", file=display_path(project.manifest_path)
+            )
+        elif mode == "locked":
+            res = lock(project, check=True, offline=offline)
+            if res.stale:
+                why = ", ".join(f"{n} ({r})" for n, r in sorted(res.stale.items()))
+                raise CheckFailed(
+                    f"not up to date with raisin.toml and the path sources: {why}",
+                    file=project.lock_display,
+                    hint="run `raisin lock` (or realize without --locked)",
+                )
+            lk = res.lock
+        else:
+            # the no-op case is lock's fast path: declarations by fingerprint, path sources by hash
+            res = lock(project, offline=offline, report=report)
+            if res.written:
+                report(f"{project.lock_display} updated ({', '.join(res.resolved) or 'pins'})")
+            lk = res.lock
         lockfile.check_consistent(lk, project.lock_display)
         base_dir = project.dir
     selected = list(names) if names else sorted(lk.components)

@@ -35,6 +35,7 @@ from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE
 from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
+from raisin_lock.build.kept import keep
 from raisin_lock.build.result import Failure, RealizeResult
 from raisin_lock.build.sandbox import BuildSpec, check_sandbox
 from raisin_lock.cache.substitute import SubstituteFailed
@@ -68,6 +69,7 @@ class Scheduler:
     jobs: int
     sandbox: SandboxMode
     keep_going: bool = False
+    keep_failed: bool = False  # -K: failed build dirs (and differing --check outputs) are kept
     events: Events = field(default_factory=Events)
     cancel: threading.Event = field(default_factory=threading.Event)
     substituters: Substituters | None = None
@@ -443,13 +445,18 @@ class Scheduler:
                     spec, candidates = self._spec(name, out_host, bdir, src, log)
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
                     if not res.ok:
+                        why = res.failure or f"exit status {res.exit_code}"
+                        if self.keep_failed and not res.cancelled:
+                            if not redo and os.path.lexists(out_host):
+                                os.rename(out_host, bdir / "out")
+                            why += f"; build directory kept: {keep(self.store.root, bdir, 'build', name)}"
                         if not redo:
                             self.store.prepare_build(out)  # remove the partial output now
                         if res.cancelled:
                             self.events.cancelled(name, time.monotonic() - t0, log)
                             raise _BuildFailed("cancelled", log, cancelled=True)
                         self.events.finished(name, False, time.monotonic() - t0, log)
-                        raise _BuildFailed(res.failure or f"exit status {res.exit_code}", log)
+                        raise _BuildFailed(why, log)
                     if not out_host.exists():
                         self.events.finished(name, False, time.monotonic() - t0, log)
                         raise _BuildFailed("the build did not create $out", log)
@@ -518,6 +525,10 @@ class Scheduler:
                 if again != info.nar_hash:
                     files = tree_differences(self.store.host_path(out), again_tree)
                     summary = diffoscope(self.store.host_path(out), again_tree)
+                    if self.keep_failed:
+                        kept = keep(self.store.root, again_tree, "check", name)
+                        line = f"second build kept: {kept} (first: {self.store.host_path(out)})"
+                        summary = f"{summary}\n{line}" if summary else line
                     self._record_diff(name, files, summary)
                     self.events.finished(
                         name, False, time.monotonic() - t0, None, "not reproducible"

@@ -24,6 +24,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--check", action="store_true", help="rebuild valid paths and compare (reproducibility)"
     )
+    p.add_argument(
+        "-K",
+        "--keep-failed",
+        action="store_true",
+        help="keep a failed build's directory (and, with --check, a differing second output) "
+        "under store/.raisin/kept/ and print where",
+    )
+    fresh = p.add_mutually_exclusive_group()
+    fresh.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail (exit 1) instead of updating raisin.lock when raisin.toml or a path source "
+        "changed; the toolchain check defaults to error",
+    )
+    fresh.add_argument(
+        "--frozen",
+        action="store_true",
+        help="build from raisin.lock as it is, without looking at raisin.toml or path sources",
+    )
     p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
     p.add_argument(
         "--sandbox",
@@ -61,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="when the host's compiler, binutils, libc or make differ from the lock's "
         "[toolchain] record (the outputs keep the lock's paths either way): "
-        "refuse to build (error; the default with --lock FILE) or build with a "
+        "refuse to build (error; the default with --lock FILE or --locked) or build with a "
         "warning (warn; the default otherwise)",
     )
     p.set_defaults(run=run)
@@ -108,6 +127,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         offline=args.offline,
         report=ctx.info,
         sandbox=args.sandbox,
+        mode="locked" if args.locked else "frozen" if args.frozen else "lock",
     )
     if p.up_to_date and not args.check:
         ctx.info("nothing to build")
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         args.names,
         jobs=args.jobs,
         keep_going=args.keep_going,
+        keep_failed=args.keep_failed,
         check=args.check,
         sandbox=args.sandbox,
         offline=args.offline,
@@ -131,7 +152,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         trusted_keys=args.trusted_key,
         fallback=not args.no_fallback,
         plan=p,
-        toolchain_mismatch=args.toolchain_mismatch,
+        toolchain_mismatch=args.toolchain_mismatch or ("error" if args.locked else None),
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")
