@@ -93,3 +93,47 @@ def test_check_keeps_the_second_output_beside_the_first(tmp_path: Path) -> None:
     kept = proj / "store" / ".raisin" / "kept" / "check-x-1"
     assert f"second build kept: {kept} (first: {_out(proj)})" in r.err
     assert (kept / "noise").read_bytes() != (_out(proj) / "noise").read_bytes()
+
+
+def test_develop_runs_in_the_build_environment_on_the_checkout_itself(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "lib").mkdir(parents=True)
+    (proj / "lib" / "l.h").write_text("#define L 7\n")
+    (proj / "app").mkdir()
+    (proj / "app" / "Makefile").write_text("app: main.c\n\tcc -I$$lib/usr/include main.c -o app\n")
+    (proj / "app" / "main.c").write_text('#include "l.h"\nint main(void) { return L; }\n')
+    (proj / "raisin.toml").write_text(
+        """
+[components.lib]
+source = { path = "lib" }
+build = ["install -Dm644 l.h $out/usr/include/l.h"]
+
+[components.app]
+source = { path = "app" }
+deps = ["lib"]
+env = { FLAVOUR = "dev" }
+build = ["make", "install -Dm755 app $out/bin/app"]
+"""
+    )
+    probe = (
+        "make && ./app; echo built=$?; echo flavour=$FLAVOUR; echo home=$HOME; "
+        "test -e /root && echo host-root-visible; "
+        "(exec 3<>/dev/tcp/127.0.0.1/1) 2>/dev/null; "
+        "getent hosts example.org >/dev/null 2>&1 && echo network || echo no-network; "
+        "echo pwd=$(pwd); touch from-develop; mkdir -p $out && echo hi > $out/x"
+    )
+    r = raisin("develop", "app", "-c", f"bash -c '{probe}'", cwd=proj)
+    assert r.code == 0, r
+    lines = r.out.splitlines()
+    assert "built=7" in lines  # make found $lib's header: the dependency was realized and mounted
+    assert "flavour=dev" in lines and "home=/homeless-shelter" in lines
+    assert "host-root-visible" not in lines and "no-network" in lines
+    assert "pwd=/build/src" in lines
+    # the checkout itself was the working directory: make's output and the new file are there
+    assert (proj / "app" / "app").exists() and (proj / "app" / "from-develop").exists()
+    assert (proj / "store" / ".raisin" / "develop" / "app" / "out" / "x").read_text() == "hi\n"
+    # nothing registered: app is not built
+    assert json.loads(raisin("show", "--json", cwd=proj).out)["components"]["app"]["built"] is False
+
+    r = raisin("develop", "app", "-c", "exit 5", cwd=proj)
+    assert r.code == 5, r

@@ -161,6 +161,7 @@ class BuildSpec:
     jobs: int
     sandbox: SandboxMode
     network: bool = False  # fetch steps only: the host's network
+    workdir_host: str | None = None  # bound read-write at /build/src instead of a copy
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes, 0: no cap
 
     def __post_init__(self) -> None:
@@ -204,7 +205,7 @@ class BuildResult:
 
 
 @dataclass(frozen=True)
-class _Bwrap:
+class Bwrap:
     """What the probe found: the binary, and whether user namespaces work."""
 
     path: str
@@ -212,7 +213,7 @@ class _Bwrap:
 
 
 _probe_lock = threading.Lock()
-_probe_result: _Bwrap | SandboxUnavailable | None = None
+_probe_result: Bwrap | SandboxUnavailable | None = None
 
 
 def check_sandbox(bwrap: str | None = None) -> None:
@@ -224,7 +225,7 @@ def check_sandbox(bwrap: str | None = None) -> None:
     if bwrap is not None:
         _probe(bwrap)
         return
-    _cached_probe()
+    cached_probe()
 
 
 def select_sandbox(mode: str) -> Literal["bwrap", "none"]:
@@ -235,7 +236,7 @@ def select_sandbox(mode: str) -> Literal["bwrap", "none"]:
     return "bwrap"
 
 
-def _cached_probe() -> _Bwrap:
+def cached_probe() -> Bwrap:
     global _probe_result
     with _probe_lock:
         if _probe_result is None:
@@ -249,7 +250,7 @@ def _cached_probe() -> _Bwrap:
     return result
 
 
-def _probe(path: str) -> _Bwrap:
+def _probe(path: str) -> Bwrap:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise SandboxUnavailable(
             f"bubblewrap (bwrap) is not installed: {path} not found", hint=_INSTALL_HINT
@@ -268,7 +269,7 @@ def _probe(path: str) -> _Bwrap:
             errors.append(str(exc))
             continue
         if proc.returncode == 0:
-            return _Bwrap(path, userns)
+            return Bwrap(path, userns)
         errors.append(
             proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
         )
@@ -280,9 +281,10 @@ def _probe(path: str) -> _Bwrap:
     )
 
 
-def _namespace_args(userns: bool, network: bool = False) -> list[str]:
-    args = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--hostname", HOSTNAME]  # fmt: skip
+def _namespace_args(userns: bool, network: bool = False, session: bool = True) -> list[str]:
+    args = ["--unshare-all", "--die-with-parent", "--clearenv", "--hostname", HOSTNAME]
+    if session:  # a new session (no terminal); `raisin develop`'s shell keeps the user's
+        args.append("--new-session")
     if network:
         args.append("--share-net")
     if userns:
@@ -361,8 +363,8 @@ def run(
     ``cancel`` (or a KeyboardInterrupt in the calling thread, re-raised)
     kills the build's whole process tree.
     """
-    bwrap = _cached_probe() if spec.sandbox == "bwrap" else None
-    _prepare_dirs(spec)
+    bwrap = cached_probe() if spec.sandbox == "bwrap" else None
+    prepare_dirs(spec)
     env = build_env(spec, jobserver=jobserver)
     pass_fds: list[int] = list(jobserver.fds) if jobserver is not None else []
     own_fds: list[int] = []  # closed when the build is over
@@ -372,7 +374,7 @@ def run(
             info, info_w = os.pipe()
             own_fds += [info, info_w]
             os.set_blocking(info, False)
-            argv = _bwrap_argv(spec, bwrap, env, info_w, own_fds)
+            argv = bwrap_argv(spec, bwrap, env, info_w, own_fds)
             pass_fds += own_fds[1:]  # all but our end of the info pipe
             argv += _remap(jobserver)
             argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src or "", *spec.steps]
@@ -385,7 +387,7 @@ def run(
             cwd = os.path.join(spec.build_dir_host, "src")
         result = _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
         if bwrap is not None:
-            _collect_output(spec)
+            collect_output(spec)
         return result
     finally:
         for fd in own_fds:
@@ -404,7 +406,7 @@ def _store_view(spec: BuildSpec) -> str:
     return os.path.join(spec.build_dir_host, STORE_VIEW)
 
 
-def _prepare_dirs(spec: BuildSpec) -> None:
+def prepare_dirs(spec: BuildSpec) -> None:
     # $out does not exist when the build starts (builders may `mkdir $out`,
     # or make it a single file); in bwrap mode it is created in the store
     # view and moved to out_host afterwards (same filesystem: one rename).
@@ -421,18 +423,25 @@ def _prepare_dirs(spec: BuildSpec) -> None:
         raise BuildError(f"{spec.name}: cannot prepare the build: {exc}") from exc
 
 
-def _collect_output(spec: BuildSpec) -> None:
+def collect_output(spec: BuildSpec) -> None:
     """Move ``$out`` from the store view to ``out_host`` (bwrap mode)."""
     made = os.path.join(_store_view(spec), spec.out.rsplit("/", 1)[-1])
     if os.path.lexists(made):
         os.rename(made, spec.out_host)
 
 
-def _bwrap_argv(
-    spec: BuildSpec, bwrap: _Bwrap, env: Mapping[str, str], info_fd: int, data_fds: list[int]
+def bwrap_argv(
+    spec: BuildSpec,
+    bwrap: Bwrap,
+    env: Mapping[str, str],
+    info_fd: int,
+    data_fds: list[int],
+    *,
+    session: bool = True,
 ) -> list[str]:
     """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
-    argv = [bwrap.path, "--info-fd", str(info_fd), *_namespace_args(bwrap.userns, spec.network)]
+    argv = [bwrap.path, "--info-fd", str(info_fd)]
+    argv += _namespace_args(bwrap.userns, spec.network, session)
     # The build's own command is pid 1 of its pid namespace (--unshare-all
     # made one): otherwise pid 1 is bwrap's init, whose /proc/1/cmdline is
     # bwrap's whole command line, host paths included.
@@ -454,6 +463,8 @@ def _bwrap_argv(
 
     tmp_host = os.path.join(spec.build_dir_host, "tmp")
     argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
+    if spec.workdir_host is not None:  # `raisin develop` on a path source: the checkout itself
+        argv += ["--bind", spec.workdir_host, f"{BUILD_DIR}/src"]
 
     argv += ["--bind", _store_view(spec), VIRTUAL_STORE]
     for virtual in sorted(spec.inputs):

@@ -350,8 +350,10 @@ class Scheduler:
         dep_vars = {dep_var(d): self.drvs[d].out.virtual for d in comp.deps}
         return inputs, closure | {src}, dep_vars
 
-    def _spec(self, name: str, out_host: Path, bdir: Path, src: StorePath, log: Path):  # type: ignore[no-untyped-def]
-
+    def spec_for(
+        self, name: str, out_host: Path, bdir: Path, src: StorePath, log: Path
+    ) -> tuple[BuildSpec, set[StorePath]]:
+        """The sandbox spec of ``name``'s build, and the store paths its output may refer to."""
         comp = self.lock.components[name]
         inputs, candidates, dep_vars = self._inputs(name, src)
         spec = BuildSpec(
@@ -373,7 +375,8 @@ class Scheduler:
         )
         return spec, candidates
 
-    def _source(self, name: str) -> StorePath:
+    def source(self, name: str) -> StorePath:
+        """The store path the build of ``name`` starts from: its source, or the fetched tree."""
         from dataclasses import replace
 
         comp = self.lock.components[name]
@@ -434,7 +437,7 @@ class Scheduler:
                 if self.store.is_valid(out) and not redo:
                     self.events.finished(name, True, 0.0, None, "built by another process")
                     return "valid"
-                src = self._source(name)
+                src = self.source(name)
                 log = self.store.log_path(out)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.unlink(missing_ok=True)
@@ -442,7 +445,7 @@ class Scheduler:
                 t0 = time.monotonic()
                 with self.store.tmpdir(f"build-{name}") as bdir:
                     out_host = bdir / "out" / out.base if redo else self.store.prepare_build(out)
-                    spec, candidates = self._spec(name, out_host, bdir, src, log)
+                    spec, candidates = self.spec_for(name, out_host, bdir, src, log)
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
                     if not res.ok:
                         why = res.failure or f"exit status {res.exit_code}"
@@ -491,12 +494,12 @@ class Scheduler:
     def rebuild_in(self, name: str, scratch: Path) -> Path:
         """Build ``name`` again into ``scratch/out`` (mounted at its virtual path); normalised."""
 
-        src = self._source(name)
+        src = self.source(name)
         out_host = scratch / "out"
         bdir = scratch / "build"
         bdir.mkdir()
         log = scratch / "build.log"
-        spec, _ = self._spec(name, out_host, bdir, src, log)
+        spec, _ = self.spec_for(name, out_host, bdir, src, log)
         res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
         if not res.ok or not out_host.exists():
             kept = self.store.log_path(self.drvs[name].out).with_suffix(".rebuild.log")

@@ -33,6 +33,7 @@ COMMANDS = [
     "why_depends",
     "completion",
     "bisect",
+    "develop",
 ]
 
 
