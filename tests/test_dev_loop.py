@@ -137,3 +137,52 @@ build = ["make", "install -Dm755 app $out/bin/app"]
 
     r = raisin("develop", "app", "-c", "exit 5", cwd=proj)
     assert r.code == 5, r
+
+
+def test_compiler_cache_rebuilds_only_the_change_and_equals_a_clean_build(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which("ccache") is None:
+        pytest.fail("ccache is not installed (.ci/run installs it: apt-get install ccache)")
+    proj = tmp_path / "proj"
+    src = proj / "checkout"
+    src.mkdir(parents=True)
+    for i in range(4):
+        (src / f"f{i}.c").write_text(f"int f{i}(void) {{ return {i}; }}\n")
+    (src / "main.c").write_text("int f0(void);\nint main(void) { return f0(); }\n")
+    (src / "Makefile").write_text(
+        "OBJS = main.o f0.o f1.o f2.o f3.o\nprog: $(OBJS)\n\tcc -o prog $(OBJS)\n"
+        "%.o: %.c\n\tcc -O2 -g -c $< -o $@\n"
+    )
+    (proj / "raisin.toml").write_text(
+        """
+[components.prog]
+source = { path = "checkout" }
+build = ["make", "install -Dm755 prog $out/bin/prog"]
+"""
+    )
+    r = raisin("realize", cwd=proj)
+    assert r.code == 0, r
+    assert "compiler cache, prog: 0 hits, 5 misses" in r.err
+
+    (src / "f2.c").write_text("int f2(void) { return 22; }\n")  # the one-line change
+    r = raisin("realize", cwd=proj)
+    assert r.code == 0, r
+    assert "compiler cache, prog: 4 hits, 1 misses" in r.err
+    cached = raisin("store", "hash", str(_out_of(proj, "prog")), cwd=proj).out
+
+    # the same lock built clean, without the cache, in another store: the same bytes
+    r = raisin("--store", str(tmp_path / "clean"), "realize", "--compiler-cache", "off", cwd=proj)
+    assert r.code == 0, r
+    assert "compiler cache" not in r.err
+    clean = raisin("store", "hash", str(tmp_path / "clean" / _out_of(proj, "prog").name), cwd=proj)
+    assert clean.out == cached
+    r = raisin("realize", "--check", cwd=proj)  # and --check (a clean rebuild) agrees
+    assert r.code == 0, r
+
+
+def _out_of(proj: Path, name: str) -> Path:
+    r = raisin("show", "--json", cwd=proj)
+    return Path(json.loads(r.out)["components"][name]["out"])

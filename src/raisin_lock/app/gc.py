@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raisin_lock import atomic
+from raisin_lock.build import ccache
 from raisin_lock.errors import RaisinError
 from raisin_lock.lock import lockfile
 from raisin_lock.profiles.generation import read_info
@@ -185,10 +186,11 @@ class GcResult:
     leftovers: list[str] = field(default_factory=list)
     links_freed: int = 0
     live: int = 0
+    cache_freed: int = 0  # compiler cache entries unused for 30 days (build/ccache.py)
 
     @property
     def bytes_freed(self) -> int:
-        return sum(b for _, b in self.deleted) + self.links_freed
+        return sum(b for _, b in self.deleted) + self.links_freed + self.cache_freed
 
 
 def _freed_bytes(path: Path) -> int:
@@ -266,9 +268,12 @@ def gc(project: Project, *, dry_run: bool = False, runtime_only: bool = False) -
     if not (project.store_root / ".raisin").is_dir():
         return GcResult()
     store = project.read_only_store() if dry_run else project.store(create=False)
-    return collect(
+    res = collect(
         store, dry_run=dry_run, runtime_only=runtime_only, extra_profiles=[project.profiles_dir]
     )
+    if not dry_run:
+        res.cache_freed = ccache.trim(project.store_root / ccache.CACHE_DIR)
+    return res
 
 
 def optimise(project: Project) -> OptimiseResult:

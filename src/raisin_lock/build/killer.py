@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Killer:
@@ -66,3 +68,26 @@ class Killer:
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
         return pid if ppid == self.pgid else None
+
+
+@contextmanager
+def cancel_on_exit(cancel: threading.Event) -> Iterator[None]:
+    """Cancel the running builds when the loop leaves by an exception (Ctrl-C, SIGTERM).
+
+    Entered after the thread pool, so it runs before the pool's exit waits
+    for its workers: the builds are killed first, and the wait is short.
+    """
+    try:
+        yield
+    except BaseException:
+        cancel.set()
+        raise
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes as people read them (``1.5 MiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)

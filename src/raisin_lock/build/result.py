@@ -28,6 +28,9 @@ class RealizeResult:
     not_started: list[str] = field(default_factory=list)  # left when the realize stopped
     not_reproducible: dict[str, list[str]] = field(default_factory=dict)
     check_summary: dict[str, str] = field(default_factory=dict)
+    compiler_cache: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # name -> (hits, misses)
 
     @property
     def ok(self) -> bool:

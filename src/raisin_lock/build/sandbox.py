@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from raisin_lock.build import ccache
 from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE, LogPump
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.killer import Killer
@@ -162,6 +163,7 @@ class BuildSpec:
     sandbox: SandboxMode
     network: bool = False  # fetch steps only: the host's network
     workdir_host: str | None = None  # bound read-write at /build/src instead of a copy
+    ccache_host: str | None = None  # the compiler cache's directory (build/ccache.py), or none
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes, 0: no cap
 
     def __post_init__(self) -> None:
@@ -338,6 +340,10 @@ def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[st
         ),
         "RAISIN_BUILD_CORES": str(jobs),
     }
+    if spec.ccache_host is not None:
+        build_dir = spec.build_dir_host if host else BUILD_DIR
+        env.update(ccache.build_env(spec.ccache_host if host else ccache.MOUNT, build_dir))
+        env["PATH"] = f"{ccache.MASQUERADE}:{env['PATH']}"
     env.update(spec.env)
     env["out"] = spec.out_host if host else spec.out
     if spec.src is not None:
@@ -465,6 +471,8 @@ def bwrap_argv(
     argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
     if spec.workdir_host is not None:  # `raisin develop` on a path source: the checkout itself
         argv += ["--bind", spec.workdir_host, f"{BUILD_DIR}/src"]
+    if spec.ccache_host is not None:
+        argv += ["--bind", spec.ccache_host, ccache.MOUNT]
 
     argv += ["--bind", _store_view(spec), VIRTUAL_STORE]
     for virtual in sorted(spec.inputs):

@@ -23,19 +23,19 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from raisin_lock.build import fetching, sandbox
+from raisin_lock.build import ccache, fetching, sandbox
 from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE
 from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.kept import keep
+from raisin_lock.build.killer import cancel_on_exit, human_size
 from raisin_lock.build.result import Failure, RealizeResult
 from raisin_lock.build.sandbox import BuildSpec, check_sandbox
 from raisin_lock.cache.substitute import SubstituteFailed
@@ -79,12 +79,14 @@ class Scheduler:
     # rebuilt in the sandbox (and its record replaced) instead of trusted.
     trust_unsandboxed: bool = True
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes per build log, 0: no cap
+    compiler_cache: str = "auto"  # auto: for path sources; on; off (build/ccache.py)
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
         self.offered: set[str] = set()
         self.unoffered: dict[str, list[str]] = {}
         self._sandbox_lock = threading.Lock()
+        self.cache_stats: dict[str, tuple[int, int]] = {}  # name -> compiler cache (hits, misses)
 
     # ------------------------------------------------------------ substitutes
 
@@ -131,7 +133,7 @@ class Scheduler:
             self.events.warn(f"{name}: substitution failed, building instead: {exc.message}")
             return self._build_one(name)
         self.events.finished(
-            name, True, time.monotonic() - t0, None, f"substituted, {_size(info.nar_size)}"
+            name, True, time.monotonic() - t0, None, f"substituted, {human_size(info.nar_size)}"
         )
         return "substituted"
 
@@ -195,6 +197,7 @@ class Scheduler:
         if build:
             self.events.planned(build)
         self._run_graph(todo, result, self._realize_one)
+        result.compiler_cache = dict(self.cache_stats)
         return result
 
     def check(self, names: list[str]) -> RealizeResult:
@@ -251,7 +254,7 @@ class Scheduler:
                 ThreadPoolExecutor(
                     max_workers=slots + FETCH_SLOTS, thread_name_prefix="raisin-build"
                 ) as pool,
-                _cancel_on_exit(self.cancel),
+                cancel_on_exit(self.cancel),
             ):
                 while ready or running:
                     i = 0
@@ -377,7 +380,6 @@ class Scheduler:
 
     def source(self, name: str) -> StorePath:
         """The store path the build of ``name`` starts from: its source, or the fetched tree."""
-        from dataclasses import replace
 
         comp = self.lock.components[name]
         ctx = replace(self.fetch, component=name, key=f"components.{name}.source")  # one per thread
@@ -446,7 +448,13 @@ class Scheduler:
                 with self.store.tmpdir(f"build-{name}") as bdir:
                     out_host = bdir / "out" / out.base if redo else self.store.prepare_build(out)
                     spec, candidates = self.spec_for(name, out_host, bdir, src, log)
+                    if self._cached(name):
+                        cache_dir = self.store.root / ccache.CACHE_DIR
+                        cache_dir.mkdir(parents=True, exist_ok=True)
+                        spec = replace(spec, ccache_host=str(cache_dir))
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
+                    if spec.ccache_host is not None:
+                        self.cache_stats[name] = ccache.stats(str(bdir))
                     if not res.ok:
                         why = res.failure or f"exit status {res.exit_code}"
                         if self.keep_failed and not res.cancelled:
@@ -481,10 +489,18 @@ class Scheduler:
                         self.events.finished(name, False, time.monotonic() - t0, log)
                         raise _BuildFailed(str(exc), log) from None
                 self.store.record_derivation(drv.hash().sri, out, name)
-                self.events.finished(name, True, time.monotonic() - t0, log, _size(info.nar_size))
+                self.events.finished(
+                    name, True, time.monotonic() - t0, log, human_size(info.nar_size)
+                )
                 return "built"
         finally:
             self._jobserver.release()
+
+    def _cached(self, name: str) -> bool:
+        """Does this build use the compiler cache (never a --check rebuild: it goes elsewhere)?"""
+        if self.compiler_cache == "off" or not ccache.available():
+            return False
+        return self.compiler_cache == "on" or self.lock.components[name].source.kind == "path"
 
     def _trusted(self, out: StorePath) -> bool:
         if self.trust_unsandboxed or self.sandbox != "bwrap":
@@ -569,31 +585,9 @@ class Scheduler:
         return getattr(self, "_diffs", {})
 
 
-@contextmanager
-def _cancel_on_exit(cancel: threading.Event) -> Iterator[None]:
-    """Cancel the running builds when the loop leaves by an exception (Ctrl-C, SIGTERM).
-
-    Entered after the thread pool, so it runs before the pool's exit waits
-    for its workers: the builds are killed first, and the wait is short.
-    """
-    try:
-        yield
-    except BaseException:
-        cancel.set()
-        raise
-
-
 class _BuildFailed(Exception):
     def __init__(self, reason: str, log: Path | None, *, cancelled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.log = log
         self.cancelled = cancelled  # stopped because of another failure, not failed itself
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)

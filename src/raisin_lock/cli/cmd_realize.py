@@ -31,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="keep a failed build's directory (and, with --check, a differing second output) "
         "under store/.raisin/kept/ and print where",
     )
+    p.add_argument(
+        "--compiler-cache",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="ccache inside the sandbox (store/.raisin/ccache; hits equal compiles): auto uses "
+        "it for path sources, on for every build, off for none; --check never uses it",
+    )
     fresh = p.add_mutually_exclusive_group()
     fresh.add_argument(
         "--locked",
@@ -142,6 +149,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         jobs=args.jobs,
         keep_going=args.keep_going,
         keep_failed=args.keep_failed,
+        compiler_cache=args.compiler_cache,
         check=args.check,
         sandbox=args.sandbox,
         offline=args.offline,
@@ -188,4 +196,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.info(f"built {len(res.built)}, {len(res.already_valid)} already valid")
     else:
         ctx.info("nothing to build")
+    for name, (hits, misses) in sorted(res.compiler_cache.items()):
+        ctx.info(f"compiler cache, {name}: {hits} hits, {misses} misses")
     return 0
