@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raisin_lock import atomic
-from raisin_lock.build import ccache
+from raisin_lock.build import ccache, checkpoint
 from raisin_lock.errors import RaisinError
 from raisin_lock.lock import lockfile
 from raisin_lock.profiles.generation import read_info
@@ -273,6 +273,7 @@ def gc(project: Project, *, dry_run: bool = False, runtime_only: bool = False) -
     )
     if not dry_run:
         res.cache_freed = ccache.trim(project.store_root / ccache.CACHE_DIR)
+        checkpoint.trim(project.store_root)
     return res
 
 

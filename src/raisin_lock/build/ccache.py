@@ -10,7 +10,7 @@ the preprocessed input and the command line, and every build sees the same
 fixed paths (``/build/src``, ``/raisin/store/...``), so the toolchain record
 and the paths are part of every key already.
 
-Used for ``path`` sources by default (``--compiler-cache on`` for every
+Used for ``path`` sources by default (``--incremental on`` for every
 build, ``off`` for none), never by ``realize --check``, which builds clean
 and compares: that is how a user proves the incremental output. Each build's
 hits and misses come from its own stats log (``/build/ccache-stats.log``);
@@ -37,9 +37,10 @@ def available() -> bool:
     return shutil.which("ccache") is not None and os.path.isdir(MASQUERADE)
 
 
-def build_env(cache_dir: str, build_dir: str) -> dict[str, str]:
-    """The variables a build with the cache gets (``cache_dir``/``build_dir`` as the build sees them)."""
-    return {
+def add_env(env: dict[str, str], cache_dir: str, build_dir: str) -> None:
+    """Add what a build with the cache needs (``cache_dir``/``build_dir`` as the build sees them)."""
+    env["PATH"] = f"{MASQUERADE}:{env['PATH']}"
+    env |= {
         "CCACHE_DIR": cache_dir,
         "CCACHE_BASEDIR": build_dir,
         "CCACHE_COMPILERCHECK": "content",

@@ -28,9 +28,9 @@ class RealizeResult:
     not_started: list[str] = field(default_factory=list)  # left when the realize stopped
     not_reproducible: dict[str, list[str]] = field(default_factory=dict)
     check_summary: dict[str, str] = field(default_factory=dict)
-    compiler_cache: dict[str, tuple[int, int]] = field(
-        default_factory=dict
-    )  # name -> (hits, misses)
+    # name -> compiler cache (hits, misses); the builds started from a checkpoint
+    compiler_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
+    checkpointed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

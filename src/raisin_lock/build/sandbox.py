@@ -12,7 +12,7 @@ by bubblewrap (``bwrap``), and inside them the build sees:
   are simply not there, and ``HOME=/homeless-shelter`` cannot be created;
 - ``/etc`` with only what a compiler needs: ``ld.so.cache``, ``ld.so.conf*``,
   ``alternatives`` from the host, and generated ``passwd``, ``group``,
-  ``hosts`` and ``nsswitch.conf`` (see :data:`_ETC_FROM_HOST`);
+  ``hosts`` and ``nsswitch.conf`` (see :mod:`.etc`);
 - ``/proc``, a minimal ``/dev`` (null, zero, random, tty, shm, pts);
 - ``/raisin/store`` (:data:`~raisin_lock.store_path.VIRTUAL_STORE`) holding
   exactly the inputs' closure (read-only), the pristine source (read-only)
@@ -55,6 +55,7 @@ from typing import Literal
 
 from raisin_lock.build import ccache
 from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE, LogPump
+from raisin_lock.build.etc import etc_args
 from raisin_lock.build.jobserver import Jobserver
 from raisin_lock.build.killer import Killer
 from raisin_lock.errors import BuildError, SandboxUnavailable
@@ -72,14 +73,6 @@ BASE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 # Host toolchain entries at the root: bind read-only when a directory,
 # reproduce when a symlink (merged-/usr systems), skip when absent.
 _ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-# The parts of the host's /etc a toolchain reads. ``alternatives`` because
-# Debian's /usr/bin/cc, c++, ld ... are links through it; ``ld.so.*`` for the
-# dynamic loader and for ld's search of -rpath-link. Nothing with secrets,
-# nothing network-related.
-_ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
-# What a *fetch* (BuildSpec.network) adds: name resolution and the CA certificates.
-_ETC_FOR_NETWORK = ("resolv.conf", "nsswitch.conf", "hosts", "ssl", "ca-certificates", "gitconfig")
-
 _INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, "
     "Fedora: `dnf install bubblewrap`), or build without a sandbox with "
@@ -164,6 +157,9 @@ class BuildSpec:
     network: bool = False  # fetch steps only: the host's network
     workdir_host: str | None = None  # bound read-write at /build/src instead of a copy
     ccache_host: str | None = None  # the compiler cache's directory (build/ccache.py), or none
+    copy_src: bool = (
+        True  # False: /build/src is prepared already (a checkpoint, build/checkpoint.py)
+    )
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes, 0: no cap
 
     def __post_init__(self) -> None:
@@ -341,9 +337,9 @@ def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[st
         "RAISIN_BUILD_CORES": str(jobs),
     }
     if spec.ccache_host is not None:
-        build_dir = spec.build_dir_host if host else BUILD_DIR
-        env.update(ccache.build_env(spec.ccache_host if host else ccache.MOUNT, build_dir))
-        env["PATH"] = f"{ccache.MASQUERADE}:{env['PATH']}"
+        ccache.add_env(
+            env, *((spec.ccache_host, spec.build_dir_host) if host else (ccache.MOUNT, BUILD_DIR))
+        )
     env.update(spec.env)
     env["out"] = spec.out_host if host else spec.out
     if spec.src is not None:
@@ -383,12 +379,26 @@ def run(
             argv = bwrap_argv(spec, bwrap, env, info_w, own_fds)
             pass_fds += own_fds[1:]  # all but our end of the info pipe
             argv += _remap(jobserver)
-            argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src or "", *spec.steps]
+            argv += [
+                "/bin/sh",
+                "-c",
+                _BUILDER,
+                "raisin-builder",
+                (spec.src or "") if spec.copy_src else "",
+                *spec.steps,
+            ]
             popen_env: dict[str, str] = {}
             cwd = None
         else:
             argv = _remap(jobserver)
-            argv += ["/bin/sh", "-c", _BUILDER, "raisin-builder", spec.src_host or "", *spec.steps]
+            argv += [
+                "/bin/sh",
+                "-c",
+                _BUILDER,
+                "raisin-builder",
+                (spec.src_host or "") if spec.copy_src else "",
+                *spec.steps,
+            ]
             popen_env = env
             cwd = os.path.join(spec.build_dir_host, "src")
         result = _spawn(spec, argv, popen_env, cwd, pass_fds, cancel, info)
@@ -454,18 +464,8 @@ def bwrap_argv(
     argv += ["--as-pid-1"]
     argv += _root_args()
 
-    argv += ["--perms", "0755", "--dir", "/etc"]
-    generated = _etc_files(0, 0)
-    etc = _ETC_FROM_HOST + tuple(n for n in _ETC_FOR_NETWORK if n not in generated) * spec.network
-    for name in etc:
-        host = "/etc/" + name
-        if os.path.lexists(host):
-            argv += ["--ro-bind", host, host]
     uid, gid = (BUILD_UID, BUILD_GID) if bwrap.userns else (os.getuid(), os.getgid())
-    for name, text in _etc_files(uid, gid, spec.network).items():
-        fd = _data_fd(text)
-        data_fds.append(fd)
-        argv += ["--perms", "0644", "--ro-bind-data", str(fd), "/etc/" + name]
+    argv += etc_args(uid, gid, HOSTNAME, HOMELESS, network=spec.network, data_fds=data_fds)
 
     tmp_host = os.path.join(spec.build_dir_host, "tmp")
     argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
@@ -487,34 +487,6 @@ def bwrap_argv(
         argv += ["--setenv", key, env[key]]
     argv.append("--")
     return argv
-
-
-def _etc_files(uid: int, gid: int, network: bool = False) -> dict[str, str]:
-    users = {
-        0: "root:x:0:0:root:/root:/bin/sh",
-        65534: "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
-    }
-    users.setdefault(uid, f"{HOSTNAME}:x:{uid}:{gid}:raisin build user:{HOMELESS}:/bin/sh")
-    groups = {0: "root:x:0:", 65534: "nogroup:x:65534:"}
-    groups.setdefault(gid, f"{HOSTNAME}:x:{gid}:")
-    return {
-        "passwd": "".join(line + "\n" for _, line in sorted(users.items())),
-        "group": "".join(line + "\n" for _, line in sorted(groups.items())),
-        "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files"
-        + (" dns\n" if network else "\n"),
-    }
-
-
-def _data_fd(text: str) -> int:
-    """A pipe's read end holding ``text``, for bwrap's ``--ro-bind-data`` (which closes it)."""
-    data = text.encode()
-    read, write = os.pipe()
-    try:
-        os.write(write, data)  # a few hundred bytes: far below the pipe buffer
-    finally:
-        os.close(write)
-    return read
 
 
 def _spawn(

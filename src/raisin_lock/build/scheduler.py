@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from raisin_lock.build import ccache, fetching, sandbox
+from raisin_lock.build import ccache, checkpoint, fetching, sandbox
 from raisin_lock.build.buildlog import DEFAULT_MAX_LOG_SIZE
 from raisin_lock.build.differences import diffoscope, tree_differences
 from raisin_lock.build.events import Events
@@ -79,7 +79,7 @@ class Scheduler:
     # rebuilt in the sandbox (and its record replaced) instead of trusted.
     trust_unsandboxed: bool = True
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes per build log, 0: no cap
-    compiler_cache: str = "auto"  # auto: for path sources; on; off (build/ccache.py)
+    incremental: str = "auto"  # checkpoint + compiler cache: auto (path sources), on, off
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
@@ -87,6 +87,7 @@ class Scheduler:
         self.unoffered: dict[str, list[str]] = {}
         self._sandbox_lock = threading.Lock()
         self.cache_stats: dict[str, tuple[int, int]] = {}  # name -> compiler cache (hits, misses)
+        self.checkpointed: set[str] = set()  # built from their previous build tree
 
     # ------------------------------------------------------------ substitutes
 
@@ -198,6 +199,7 @@ class Scheduler:
             self.events.planned(build)
         self._run_graph(todo, result, self._realize_one)
         result.compiler_cache = dict(self.cache_stats)
+        result.checkpointed = sorted(self.checkpointed)
         return result
 
     def check(self, names: list[str]) -> RealizeResult:
@@ -448,10 +450,12 @@ class Scheduler:
                 with self.store.tmpdir(f"build-{name}") as bdir:
                     out_host = bdir / "out" / out.base if redo else self.store.prepare_build(out)
                     spec, candidates = self.spec_for(name, out_host, bdir, src, log)
-                    if self._cached(name):
-                        cache_dir = self.store.root / ccache.CACHE_DIR
-                        cache_dir.mkdir(parents=True, exist_ok=True)
-                        spec = replace(spec, ccache_host=str(cache_dir))
+                    ck = checkpoint.key_for(self.lock, self.drvs, name, self.incremental)
+                    if ck is not None:
+                        root, host_src = self.store.root, self.store.host_path(src)
+                        spec, restored = checkpoint.prepare(root, name, ck, spec, host_src, bdir)
+                        if restored:
+                            self.checkpointed.add(name)
                     res = sandbox.run(spec, jobserver=self._jobserver, cancel=self.cancel)
                     if spec.ccache_host is not None:
                         self.cache_stats[name] = ccache.stats(str(bdir))
@@ -488,6 +492,8 @@ class Scheduler:
                             self.store.prepare_build(out)
                         self.events.finished(name, False, time.monotonic() - t0, log)
                         raise _BuildFailed(str(exc), log) from None
+                    if ck is not None:
+                        checkpoint.save(self.store.root, name, ck, src.base, bdir / "src")
                 self.store.record_derivation(drv.hash().sri, out, name)
                 self.events.finished(
                     name, True, time.monotonic() - t0, log, human_size(info.nar_size)
@@ -495,12 +501,6 @@ class Scheduler:
                 return "built"
         finally:
             self._jobserver.release()
-
-    def _cached(self, name: str) -> bool:
-        """Does this build use the compiler cache (never a --check rebuild: it goes elsewhere)?"""
-        if self.compiler_cache == "off" or not ccache.available():
-            return False
-        return self.compiler_cache == "on" or self.lock.components[name].source.kind == "path"
 
     def _trusted(self, out: StorePath) -> bool:
         if self.trust_unsandboxed or self.sandbox != "bwrap":

@@ -32,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "under store/.raisin/kept/ and print where",
     )
     p.add_argument(
-        "--compiler-cache",
+        "--incremental",
         choices=["auto", "on", "off"],
         default="auto",
-        help="ccache inside the sandbox (store/.raisin/ccache; hits equal compiles): auto uses "
-        "it for path sources, on for every build, off for none; --check never uses it",
+        help="start from the component's previous build tree with only the changed files new, "
+        "and compile through ccache (store/.raisin/checkpoints, store/.raisin/ccache): auto for "
+        "path sources, on for every build, off for none; --check never does (it compares)",
     )
     fresh = p.add_mutually_exclusive_group()
     fresh.add_argument(
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         jobs=args.jobs,
         keep_going=args.keep_going,
         keep_failed=args.keep_failed,
-        compiler_cache=args.compiler_cache,
+        incremental=args.incremental,
         check=args.check,
         sandbox=args.sandbox,
         offline=args.offline,
@@ -196,6 +197,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.info(f"built {len(res.built)}, {len(res.already_valid)} already valid")
     else:
         ctx.info("nothing to build")
+    for name in res.checkpointed:
+        ctx.info(f"incremental, {name}: started from its previous build tree")
     for name, (hits, misses) in sorted(res.compiler_cache.items()):
         ctx.info(f"compiler cache, {name}: {hits} hits, {misses} misses")
     return 0
