@@ -336,7 +336,9 @@ def build_env(spec: BuildSpec, *, jobserver: Jobserver | None = None) -> dict[st
         ),
         "RAISIN_BUILD_CORES": str(jobs),
     }
-    if spec.ccache_host is not None:
+    if spec.ccache_host is None:
+        env["CCACHE_DISABLE"] = "1"  # meson picks up a host ccache by itself: never behind our back
+    else:
         ccache.add_env(
             env, *((spec.ccache_host, spec.build_dir_host) if host else (ccache.MOUNT, BUILD_DIR))
         )
