@@ -66,7 +66,9 @@ def _listing(fd: int) -> list[tuple[str, os.stat_result]]:
     return out
 
 
-def walk(top: Path | str, *, open_dirs: bool = False) -> Iterator[Entry]:
+def walk(
+    top: Path | str, *, open_dirs: bool = False, where: list[str] | None = None
+) -> Iterator[Entry]:
     """Every entry of the tree at ``top``, children before their parent, ``top`` last.
 
     Each entry comes as ``(dir_fd, name, lstat)``: the open directory holding
@@ -80,9 +82,13 @@ def walk(top: Path | str, *, open_dirs: bool = False) -> Iterator[Entry]:
 
     With ``open_dirs`` a directory the owner cannot list, enter or write is
     given ``u+rwx`` before it is read (the lstat yielded is the one before).
+    With ``where``, that list is kept equal to the path components of the
+    entry's directory (for messages: ``os.path.join(*where, name)``).
     """
     path = os.path.abspath(os.fspath(top))
     parent, base = os.path.split(path)
+    comps = where if where is not None else []
+    comps[:] = [parent]
     pfd = os.open(parent, DIR_FLAGS)
     try:
         st = os.lstat(base, dir_fd=pfd)
@@ -92,16 +98,19 @@ def walk(top: Path | str, *, open_dirs: bool = False) -> Iterator[Entry]:
         dirs = DirStack(pfd)
         try:
             stack = [(base, st, _enter(dirs, base, st, open_dirs))]
+            comps.append(base)
             while stack:
                 todo = stack[-1][2]
                 while todo:
                     name, cst = todo.pop()
                     if stat.S_ISDIR(cst.st_mode):
                         stack.append((name, cst, _enter(dirs, name, cst, open_dirs)))
+                        comps.append(name)
                         break
                     yield dirs.fds[-1], name, cst
                 else:
                     name, dst, _ = stack.pop()
+                    comps.pop()
                     dirs.pop()
                     yield dirs.fds[-1], name, dst
         finally:
@@ -122,21 +131,19 @@ def _enter(
     return _listing(fd)
 
 
-def _special(dfd: int, name: str, kind: str) -> BuildError:
-    where = _where(dfd, name)
+def _special(where: list[str], name: str, kind: str) -> BuildError:
+    p = _show(where, name)
     return BuildError(
-        f"{where}: a store path may not contain a {kind}",
-        file=where,
+        f"{p}: a store path may not contain a {kind}",
+        file=p,
         hint="remove it in the build steps (only files, directories and symlinks)",
     )
 
 
-def _where(dfd: int, name: str) -> str:
-    """A readable name for ``name`` in ``dfd`` (for messages; may be abbreviated)."""
-    try:
-        return os.path.join(os.readlink(f"/proc/self/fd/{dfd}"), name)
-    except OSError:
-        return name
+def _show(where: list[str], name: str) -> str:
+    """``where/name`` for a message, its middle elided past 300 characters (deep trees)."""
+    p = os.path.join(*where, name)
+    return p if len(p) <= 300 else f"{p[:150]}...{p[-150:]}"
 
 
 def normalise(top: Path, *, fsync: bool) -> None:
@@ -152,14 +159,15 @@ def normalise(top: Path, *, fsync: bool) -> None:
     the tree is then left unregistered, its root not canonical.
     """
     times = (CANONICAL_MTIME, CANONICAL_MTIME)
-    for dfd, name, st in walk(top, open_dirs=True):
+    where: list[str] = []
+    for dfd, name, st in walk(top, open_dirs=True, where=where):
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             os.utime(name, times, dir_fd=dfd, follow_symlinks=False)
             continue
         kind = _kind(mode)
         if kind is not None:
-            raise _special(dfd, name, kind)
+            raise _special(where, name, kind)
         if stat.S_ISDIR(mode):
             want = DIR_MODE
             flags = os.O_RDONLY | os.O_DIRECTORY
@@ -189,18 +197,19 @@ def fsync_path(p: str | os.PathLike[str], flags: int = os.O_RDONLY) -> None:
 
 def find_unnormalised(top: Path) -> str | None:
     """Describe the first entry of ``top`` that is not canonical, or None."""
-    for dfd, name, st in walk(top):
+    where: list[str] = []
+    for _dfd, name, st in walk(top, where=where):
         mode = st.st_mode
         kind = _kind(mode)
         if kind is not None:
-            return f"{_where(dfd, name)}: is a {kind}"
+            return f"{_show(where, name)}: is a {kind}"
         if not stat.S_ISLNK(mode):
             perm = stat.S_IMODE(mode)
             ok = {DIR_MODE} if stat.S_ISDIR(mode) else {FILE_MODE, EXEC_MODE}
             if perm not in ok:
-                return f"{_where(dfd, name)}: mode {perm:#o}"
+                return f"{_show(where, name)}: mode {perm:#o}"
         if st.st_mtime != CANONICAL_MTIME:
-            return f"{_where(dfd, name)}: mtime {int(st.st_mtime)}"
+            return f"{_show(where, name)}: mtime {int(st.st_mtime)}"
     return None
 
 
