@@ -699,7 +699,10 @@ def _deep_project(base: Path) -> Path:
 [components.deep]
 source = { path = "src/deep" }
 version = "1"
-build = ["mkdir $out && cd $out && for i in $(seq 2500); do mkdir d && cd -P d; done && cp $src/x.txt f"]
+# 25 x 100 levels: `cd -P` keeps dash off the logical path, which cannot pass PATH_MAX
+build = [
+  "p=$(printf 'd/%.0s' $(seq 100)); mkdir $out && cd $out && for i in $(seq 25); do mkdir -p $p && cd -P $p; done && cp $src/x.txt f",
+]
 
 [components.other]
 source = { path = "src/other" }
