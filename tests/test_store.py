@@ -680,6 +680,16 @@ def test_kill_9_at_random_moments_leaves_a_consistent_store(tmp_path: Path) -> N
 # ---------------------------------------------------------------- trees past PATH_MAX
 
 
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied by ``rm -rf`` afterwards even if a test fails: pytest's own cleanup
+    (shutil.rmtree, recursive) cannot remove trees thousands of levels deep."""
+    yield tmp_path
+    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", "--", str(tmp_path)], capture_output=True, check=False)
+    tmp_path.mkdir()
+
+
 def _descend(top: Path, levels: int, name: str = "d") -> int:
     """An fd on ``top/name/.../name`` (``levels`` deep), reached one component at a time."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
@@ -714,11 +724,11 @@ build = ["install -Dm644 x.txt $out/x.txt"]
 
 
 def test_an_output_nesting_2500_directories_is_stored_verified_and_collected(
-    tmp_path: Path,
+    deep_tmp: Path,
 ) -> None:
     """$out 2,500 levels deep (paths far past PATH_MAX): realize registers it, verify tells the
     truth about it, a crashed leftover that deep is swept, and gc deletes it; no manual cleanup."""
-    proj = _deep_project(tmp_path / "p")
+    proj = _deep_project(deep_tmp / "p")
     r = raisin("realize", "deep", cwd=proj)
     assert r.code == 0, r
     r = raisin("show", "--json", cwd=proj)
