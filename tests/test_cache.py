@@ -1095,3 +1095,21 @@ def test_j0_needs_a_substituter_and_bad_urls_are_input_errors(demo):
     )
     r = raisin("realize", cwd=demo)
     assert r.code == 2 and "cache" in r.err and "Traceback" not in r.err, r
+
+
+def test_http_transport_leaves_httpcore_unpatched():
+    """Public httpx/httpcore API only: making a transport changes nothing inside httpcore."""
+    import httpcore
+
+    conn = httpcore.HTTPConnection  # public; the HTTP/1.1 class behind it is private
+    before = {k: v for k, v in vars(httpcore).items() if not k.startswith("__")}
+    from raisin_lock.cache.transport import open_cache
+
+    t = open_cache("http://127.0.0.1:9/cache")
+    import importlib
+
+    http11 = importlib.import_module("httpcore._sync.http11")  # only to look, never to touch
+    assert http11.HTTP11Connection.READ_NUM_BYTES == 64 * 1024
+    assert {k: v for k, v in vars(httpcore).items() if not k.startswith("__")} == before
+    assert httpcore.HTTPConnection is conn
+    t.client.close()
