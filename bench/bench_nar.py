@@ -10,6 +10,11 @@ Trees:
 * synthetic: 50,000 small files (0-20 KB, 500 directories, some executables
   and symlinks) and three 100 MB files placed first, in the middle and last in
   NAR order; deterministic contents.
+* linux-like: the shape of the Debian linux source (87k entries, 1.5 GB):
+  87,000 files in ~5,400 directories up to 4 levels deep, sizes heavy-tailed
+  (most under 16 KB, a few up to 2 MB) scaled so that they total 1.5 GB
+  (``--quick``: 300 MB), some executables and symlinks. Timed through the CLI,
+  ``raisin store hash`` against ``nix-hash --type sha256``.
 * real: the Debian bookworm source of Xen (``apt-get source xen`` through a
   private sources list in the work directory, then ``dpkg-source -x``); if
   that cannot be fetched, a copy of this Python's standard library.
@@ -58,6 +63,51 @@ def synthetic_tree(root: Path, dirs: int = 500, files: int = 100, big_mb: int = 
     for p in big:
         with open(p, "wb") as out:
             out.writelines(rnd.randbytes(1 << 20) for _ in range(big_mb))
+    return root
+
+
+def linux_like_tree(root: Path, files: int = 87_000, total_mb: int = 1500) -> Path:
+    """A tree shaped like the Linux kernel source: many small files, a heavy tail.
+
+    ~16 files per directory, directories three levels under 20 top-level ones;
+    file sizes drawn from a distribution like the kernel's (40% < 4 KB, 35%
+    4-16 KB, 20% 16-64 KB, 4.5% 64-256 KB, 0.5% 256 KB-2 MB), then scaled so
+    they total ``total_mb`` MB. Deterministic.
+    """
+    rnd = random.Random(20261204)
+    bands = [(0.40, 0, 4 << 10), (0.35, 4 << 10, 16 << 10), (0.20, 16 << 10, 64 << 10),
+             (0.045, 64 << 10, 256 << 10), (0.005, 256 << 10, 2 << 20)]  # fmt: skip
+    raw = []
+    for _ in range(files):
+        x, acc = rnd.random(), 0.0
+        for share, lo, hi in bands:
+            acc += share
+            if x < acc:
+                break
+        raw.append(rnd.randint(lo, hi))
+    scale = (total_mb * 1_000_000) / sum(raw)
+    sizes = [int(n * scale) for n in raw]
+    pool = rnd.randbytes(4 << 20)  # contents: slices of one random pool, at varying offsets
+    root.mkdir(parents=True)
+    per_dir = 16
+    for i, size in enumerate(sizes):
+        d = i // per_dir
+        sub = root / f"t{d % 20:02d}" / f"m{d // 20 % 17:02d}" / f"l{d:05d}"
+        if i % per_dir == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        p = sub / f"f{i:06d}.c"
+        off = rnd.randrange(len(pool) - min(size, len(pool)) + 1)
+        with open(p, "wb") as out:
+            left = size
+            while left:
+                piece = pool[off : off + left] or pool[: min(left, len(pool))]
+                out.write(piece)
+                left -= len(piece)
+                off = 0
+        if i % 41 == 0:
+            p.chmod(0o755)
+        if i % 97 == 0:
+            os.symlink(p.name, sub / f"s{i:06d}")
     return root
 
 
@@ -174,6 +224,43 @@ def compare(
     }
 
 
+def compare_cli(
+    name: str, tree: Path, env: dict[str, str], rounds: int, fixed: dict[str, float]
+) -> dict[str, object]:
+    """``raisin store hash`` (the whole CLI) against ``nix-hash``, best of ``rounds``."""
+    import base64
+
+    raisin = str(Path(sys.executable).parent / "raisin")
+    if not os.path.exists(raisin):
+        raisin = str(_VENV_PY.parent / "raisin")
+    cmds = {
+        "raisin": [raisin, "store", "hash", str(tree)],
+        "nix": ["nix-hash", "--type", "sha256", str(tree)],
+    }
+    out = {
+        k: subprocess.run(c, capture_output=True, env=env, check=True).stdout.decode().strip()
+        for k, c in cmds.items()
+    }
+    nix_sri = "sha256-" + base64.b64encode(bytes.fromhex(out["nix"])).decode()
+    if out["raisin"] != nix_sri:
+        raise RuntimeError(f"{name}: raisin and nix-hash disagree: {out['raisin']} {nix_sri}")
+    best = _best(cmds, env, rounds)
+    files, size = _count(tree)
+    return {
+        "name": name,
+        "raisin_s": best["raisin"],
+        "reference_s": best["nix"],
+        "reference": "nix-hash --type sha256 (raisin: `raisin store hash`)",
+        "ratio": best["raisin"] / best["nix"],
+        "goal": 1.0,
+        "files": files,
+        "bytes": size,
+        "hash": out["raisin"],
+        "raisin_startup_s": fixed["raisin"],
+        "reference_startup_s": fixed["nix"],
+    }
+
+
 def run(workdir: Path, quick: bool = False) -> list[dict[str, object]]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
@@ -188,6 +275,10 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, object]]:
         syn = synthetic_tree(workdir / "synthetic")
         rows.append(compare("nar-hash synthetic 50k+3x100MB", syn, env, 5, fixed))
     shutil.rmtree(syn)
+    mb = 300 if quick else 1500
+    lin = linux_like_tree(workdir / "linux-like", total_mb=mb)
+    rows.append(compare_cli(f"store hash linux-like 87k files/{mb} MB", lin, env, 3, fixed))
+    shutil.rmtree(lin)
     tree, label = real_tree(workdir)
     rows.append(compare(f"nar-hash {label}", tree, env, 3 if quick else 9, fixed))
     return rows
@@ -196,6 +287,18 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, object]]:
 if __name__ == "__main__":
     import tempfile
 
+    if "--linux-like" in sys.argv:  # only the linux-shaped row (python bench_nar.py --linux-like)
+        with tempfile.TemporaryDirectory(prefix="raisin-bench-nar-") as d:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(Path(d) / "pycache")
+            mb = 300 if "--quick" in sys.argv else 1500
+            lin = linux_like_tree(Path(d) / "linux-like", total_mb=mb)
+            print(
+                compare_cli(
+                    f"store hash linux-like 87k/{mb} MB", lin, env, 3, startup(Path(d), env)
+                )
+            )
+        sys.exit(0)
     with tempfile.TemporaryDirectory(prefix="raisin-bench-nar-") as d:
         for row in run(Path(d), quick="--quick" in sys.argv):
             print(row)

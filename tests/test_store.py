@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import random
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import raisin
 
 from raisin_lock import nar
 from raisin_lock.errors import BuildError, HashMismatch, RaisinError
@@ -669,3 +671,124 @@ def test_kill_9_at_random_moments_leaves_a_consistent_store(tmp_path: Path) -> N
         assert child.returncode == -signal.SIGKILL, err
         counts.append(check_consistent(root))
     assert counts[-1] > 0, "the worker never registered anything"
+
+
+# ---------------------------------------------------------------- trees past PATH_MAX
+
+
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied by ``rm -rf`` afterwards even if a test fails: pytest's own cleanup
+    (shutil.rmtree, recursive) cannot remove trees thousands of levels deep."""
+    yield tmp_path
+    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", "--", str(tmp_path)], capture_output=True, check=False)
+    tmp_path.mkdir()
+
+
+def _descend(top: Path, levels: int, name: str = "d") -> int:
+    """An fd on ``top/name/.../name`` (``levels`` deep), reached one component at a time."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        new = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    return fd
+
+
+def _deep_project(base: Path) -> Path:
+    for c in ("deep", "other"):
+        (base / "src" / c).mkdir(parents=True)
+        (base / "src" / c / "x.txt").write_text(f"{c}\n")
+    (base / "raisin.toml").write_text(
+        """
+[components.deep]
+source = { path = "src/deep" }
+version = "1"
+# 25 x 100 levels: `cd -P` keeps dash off the logical path, which cannot pass PATH_MAX
+build = [
+  "p=$(printf 'd/%.0s' $(seq 100)); mkdir $out && cd $out && for i in $(seq 25); do mkdir -p $p && cd -P $p; done && cp $src/x.txt f",
+]
+
+[components.other]
+source = { path = "src/other" }
+version = "1"
+build = ["install -Dm644 x.txt $out/x.txt"]
+"""
+    )
+    return base
+
+
+def test_an_output_nesting_2500_directories_is_stored_verified_and_collected(
+    deep_tmp: Path,
+) -> None:
+    """$out 2,500 levels deep (paths far past PATH_MAX): realize registers it, verify tells the
+    truth about it, a crashed leftover that deep is swept, and gc deletes it; no manual cleanup."""
+    proj = _deep_project(deep_tmp / "p")
+    r = raisin("realize", "deep", cwd=proj)
+    assert r.code == 0, r
+    r = raisin("show", "--json", cwd=proj)
+    out = Path(json.loads(r.out)["components"]["deep"]["out"])
+    fd = _descend(out, 2500)
+    try:
+        st = os.stat("f", dir_fd=fd, follow_symlinks=False)
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o444, 1)
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o555
+    finally:
+        os.close(fd)
+    r = raisin("store", "verify", cwd=proj)
+    assert r.code == 0, r
+    h = raisin("store", "hash", str(out), cwd=proj)
+    assert h.code == 0 and h.out.startswith("sha256-"), h
+
+    # Damage at the bottom is found (verify is truthful), and reported, not a traceback.
+    fd = _descend(out, 2500)
+    try:
+        os.chmod("f", 0o644, dir_fd=fd)
+        r = raisin("store", "verify", cwd=proj)
+        assert r.code == 1 and "/d/d/f: mode 0o644" in r.out and "Traceback" not in r.err, r
+        os.chmod("f", 0o444, dir_fd=fd)
+        os.utime("f", (1, 1), dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert raisin("store", "verify", cwd=proj).code == 0
+
+    # A leftover of a crashed process (dead pid), read-only and 3,000 levels deep.
+    dead = _dead_pid()
+    leftover = proj / "store" / ".raisin" / "tmp" / f"nar-{dead}-crashed"
+    _deep_dirs(leftover, 3000)
+    r = raisin("realize", "other", cwd=proj)
+    assert r.code == 0, r
+    assert os.listdir(proj / "store" / ".raisin" / "tmp") == []
+
+    # Not wanted any more: gc deletes it, whole.
+    text = (proj / "raisin.toml").read_text()
+    (proj / "raisin.toml").write_text(text[text.index("[components.other]") :])
+    assert raisin("lock", cwd=proj).code == 0
+    r = raisin("gc", cwd=proj)
+    assert r.code == 0 and out.name in r.out, r
+    assert not os.path.lexists(out)
+    assert raisin("store", "verify", cwd=proj).code == 0
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def _deep_dirs(top: Path, levels: int) -> None:
+    """``top/d/d/...`` with a file at the bottom, every directory read-only on the way back."""
+    os.mkdir(top)
+    fds = [os.open(top, os.O_RDONLY | os.O_DIRECTORY)]
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fds[-1])
+        fds.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+        if len(fds) > 100:
+            os.fchmod(fds[-101], 0o555)
+            os.close(fds.pop(-101))
+    fd = os.open("f", os.O_WRONLY | os.O_CREAT, 0o444, dir_fd=fds[-1])
+    os.close(fd)
+    for fd in reversed(fds):
+        os.fchmod(fd, 0o555)
+        os.close(fd)

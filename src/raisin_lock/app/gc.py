@@ -46,6 +46,7 @@ from raisin_lock.errors import RaisinError
 from raisin_lock.lock import lockfile
 from raisin_lock.profiles.generation import read_info
 from raisin_lock.profiles.profile import LINK_RE
+from raisin_lock.store import tree
 from raisin_lock.store.optimise import OptimiseResult, sweep_links
 from raisin_lock.store.optimise import optimise as optimise_store
 from raisin_lock.store_path import StorePath
@@ -202,11 +203,9 @@ def _freed_bytes(path: Path) -> int:
         return 0
     if not stat.S_ISDIR(st.st_mode):
         return st.st_size if st.st_nlink == 1 or stat.S_ISLNK(st.st_mode) else 0
-    for dirpath, dirs, files in os.walk(path):
-        for n in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
-            s = os.lstat(os.path.join(dirpath, n))
-            if stat.S_ISLNK(s.st_mode) or s.st_nlink == 1:
-                total += s.st_size
+    for _dfd, _name, s in tree.walk(path):  # by directory handle: any depth
+        if stat.S_ISLNK(s.st_mode) or (not stat.S_ISDIR(s.st_mode) and s.st_nlink == 1):
+            total += s.st_size
     return total
 
 

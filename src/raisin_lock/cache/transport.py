@@ -15,6 +15,17 @@ Writes are HTTP ``PUT`` (nginx's WebDAV module, an object store's HTTP
 endpoint); a ``file://`` write goes through a temp file and ``os.replace``,
 so readers never see half a file.
 
+Only public httpx/httpcore API is used. Bodies of more than 4 MiB are read
+straight off the connection through httpcore's documented ``network_stream``
+response extension (:class:`_Body`), 1 MiB per read; smaller ones go through
+httpx's ``iter_raw``, where h11 reads the socket 64 KiB at a time. raisin
+once raised that to 1 MiB by patching a private httpcore class attribute
+(``HTTP11Connection.READ_NUM_BYTES``). Dropping the patch cost nothing
+measurable: substituting 8 x 128 MiB over loopback took 9.39 s with it and
+8.82 s without (best of 5, ``bench/run.py --only cache``, on 2 cores under a
+load average of ~13, so that difference is noise), since big NARs never
+went through h11's reads.
+
 Errors: :class:`CacheUnreachable` when the server cannot be reached or keeps
 failing (the caller falls back to building), :class:`CacheError` for other
 refusals. Neither is an input error: exit 1.
@@ -275,7 +286,6 @@ class HttpTransport(Transport):
                 auth = httpx.NetRCAuth(str(netrc))
             except Exception as exc:  # noqa: BLE001 - a malformed .netrc: say so, don't crash
                 raise InputError(f"cannot read .netrc: {exc}", file=str(netrc)) from None
-        _bigger_reads()
         self._httpx = httpx
         self.client = httpx.Client(
             verify=_tls_verify(),
@@ -433,21 +443,6 @@ def _tls_verify() -> Any:
             f"${k}={v}" for k, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v
         )
         raise InputError(f"cannot load CA certificates from {where}: {exc}") from None
-
-
-def _bigger_reads() -> None:
-    """Let httpcore read the socket 1 MiB at a time instead of 64 KiB.
-
-    At NAR sizes its per-read overhead dominates: 256 MB over loopback took
-    0.54 s with 64 KiB reads and 0.37 s with 1 MiB (curl: 0.42 s). A class
-    attribute of httpcore's HTTP/1.1 connection; left alone if it moved.
-    """
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-    except ImportError:  # pragma: no cover - another httpcore layout
-        return
-    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < (1 << 20):
-        HTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 class _ServerError(Exception):

@@ -3,9 +3,18 @@
 Split from :mod:`raisin_lock.nar` (which writes and hashes NARs). Only the
 canonical form is accepted (sorted unique names, zero padding, no trailing
 data), so the hash returned always equals ``hash_path`` of the restored
-tree; names with ``/``, ``.``, ``..`` or NUL, absurd lengths and symlinks
-that leave the archive (lexically or through its own links) are refused with
-:class:`~raisin_lock.errors.UnsafeArchive`, and a partial tree is removed.
+tree; names with ``/``, ``.``, ``..`` or NUL, and absurd lengths are
+refused with :class:`~raisin_lock.errors.UnsafeArchive`, and a partial tree
+is removed.
+
+Symlink targets are data, as in Nix: any non-empty target without NUL is
+restored as it is (``bin/env -> /usr/bin/env`` is an ordinary build output,
+and what realize builds, the caches must carry). Confinement comes from never
+following a link instead: every file and directory is created by one name
+relative to an open directory fd, exclusively and with ``O_NOFOLLOW``, and
+names are unique within a directory, so nothing is ever written through a
+link; the store's later steps (normalise, hash, remove) walk by directory
+handle without following links either.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from raisin_lock.errors import UnsafeArchive
 from raisin_lock.hashing import Hash
@@ -40,7 +49,6 @@ from raisin_lock.nar.format import (
     WRITE_FLAGS,
     DirStack,
 )
-from raisin_lock.store_path import VIRTUAL_STORE
 
 
 def _unsafe(message: str) -> UnsafeArchive:
@@ -151,75 +159,6 @@ def _describe(expected: bytes, got: bytes) -> str:
     return "different bytes"
 
 
-def _check_link(
-    where: list[bytes] | None,
-    target: bytes,
-    links: dict[bytes, bytes],
-    prefixes: Sequence[bytes],
-) -> None:
-    """Refuse a symlink that could lead out of the archive.
-
-    ``where`` is the link's directory as components below the archive root
-    (None for a root symlink, whose directory is outside the archive).
-    Relative targets are resolved lexically from that directory, and through
-    the archive's own symlinks (``links``, keyed by slash-joined path) so that
-    two harmless-looking links cannot combine into an escape; an absolute
-    target, or one reached that way, must lie under an allowed prefix.
-    """
-    if target.startswith(b"/"):
-        _check_absolute(target, target, prefixes)
-        return
-    if where is None:
-        raise _unsafe(f"symlink target {_show(target)} of the archive root leaves the archive")
-    cur = list(where)
-    todo = target.split(b"/")
-    todo.reverse()
-    hops = 0
-    while todo:
-        c = todo.pop()
-        if c == b"" or c == b".":
-            continue
-        if c == b"..":
-            if not cur:
-                raise _unsafe(f"symlink target {_show(target)} leaves the archive")
-            cur.pop()
-            continue
-        cur.append(c)
-        through = links.get(b"/".join(cur))
-        if through is None:
-            continue
-        hops += 1
-        if hops > 40:  # a loop: resolves to nothing (ELOOP), harmless
-            return
-        cur.pop()
-        if through.startswith(b"/"):
-            rest = b"/".join(reversed(todo))
-            _check_absolute(through + b"/" + rest, target, prefixes)
-            return
-        parts = through.split(b"/")
-        parts.reverse()
-        todo += parts
-
-
-def _check_absolute(path: bytes, target: bytes, prefixes: Sequence[bytes]) -> None:
-    out: list[bytes] = []
-    for c in path.split(b"/"):
-        if c == b"..":
-            if out:
-                out.pop()
-        elif c and c != b".":
-            out.append(c)
-    norm = b"/" + b"/".join(out)
-    for prefix in prefixes:
-        if norm.startswith(prefix) and len(norm) > len(prefix):
-            return
-    allowed = ", ".join(os.fsdecode(p) for p in prefixes) or "none"
-    raise _unsafe(
-        f"symlink target {_show(target)} points outside the archive (allowed absolute prefixes: "
-        f"{allowed})"
-    )
-
-
 def _show(b: bytes) -> str:
     return repr(os.fsdecode(b[:200]))
 
@@ -228,7 +167,6 @@ def restore(
     read: Callable[[int], bytes],
     dest: str | os.PathLike[str] | bytes,
     *,
-    allowed_absolute_prefixes: Sequence[str] | None = None,
     max_size: int | None = None,
     require_eof: bool = True,
 ) -> tuple[Hash, int]:
@@ -247,10 +185,8 @@ def restore(
     Raises :class:`~raisin_lock.errors.UnsafeArchive` for anything but a
     canonical NAR: truncated input, unexpected tokens, non-zero padding,
     names that are empty, ``.``, ``..`` or contain ``/`` or NUL, names not
-    strictly ascending, string tokens over 4 KiB, symlinks leaving the archive
-    (absolute ones must lie under one of ``allowed_absolute_prefixes``,
-    default the store as builds see it, ``VIRTUAL_STORE + "/"``), a
-    NAR larger than ``max_size`` bytes (total, default unlimited), and, with
+    strictly ascending, string tokens over 4 KiB, empty symlink targets or
+    ones containing NUL (any other target is kept as it is), a NAR larger than ``max_size`` bytes (total, default unlimited), and, with
     ``require_eof`` (default), any data after the root node. With
     ``require_eof=False`` reading stops exactly at the end of the NAR.
     On any error, everything created at ``dest`` is removed and the error
@@ -260,9 +196,6 @@ def restore(
     parent, base = os.path.split(destb)
     if not base:
         raise ValueError(f"restore destination {os.fsdecode(destb)!r} has no name")
-    if allowed_absolute_prefixes is None:
-        allowed_absolute_prefixes = (VIRTUAL_STORE + "/",)
-    prefixes = [os.fsencode(p.rstrip("/") + "/") for p in allowed_absolute_prefixes]
     r = _Reader(read, max_size)
     pfd = os.open(parent or b"/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     made: list[bool] = []  # non-empty once dest was created by us
@@ -277,7 +210,7 @@ def restore(
         r.expect(MAGIC, "'nix-archive-1'")
         r.expect(OPEN + TYPE, "'(' 'type'")
         try:
-            _restore_tree(r, pfd, base, prefixes, made)
+            _restore_tree(r, pfd, base, made)
             if require_eof and read(1):
                 raise _unsafe(f"malformed NAR: trailing data after the root node at {r.size}")
         except BaseException:
@@ -295,16 +228,12 @@ _T_SYMLINK = b"symlink"
 _T_DIRECTORY = b"directory"
 
 
-def _restore_tree(
-    r: _Reader, pfd: int, base: bytes, prefixes: list[bytes], made: list[bool]
-) -> None:
+def _restore_tree(r: _Reader, pfd: int, base: bytes, made: list[bool]) -> None:
     """Parse the root node (after its ``( type``) and create it as ``base`` in ``pfd``.
 
     Appends to ``made`` as soon as ``base`` exists (every creation here is
     exclusive, so it is ours).
     """
-    links: dict[bytes, bytes] = {}
-    pending: list[tuple[list[bytes] | None, bytes]] = []  # relative links, checked at the end
     kind = r.token("node type")
     if kind == _T_REGULAR:
         _restore_file(r, pfd, base, made)
@@ -313,7 +242,6 @@ def _restore_tree(
     if kind == _T_SYMLINK:
         r.expect(TARGET, "'target'")
         target = _link_target(r)
-        _check_link(None, target, links, prefixes)
         os.symlink(target, base, dir_fd=pfd)
         made.append(True)
         r.expect(CLOSE, "')'")
@@ -361,11 +289,6 @@ def _restore_tree(
             elif kind == _T_SYMLINK:
                 r.expect(TARGET, "'target'")
                 target = _link_target(r)
-                if target.startswith(b"/"):
-                    _check_link(path, target, links, prefixes)
-                else:
-                    pending.append((list(path), target))
-                links[b"/".join([*path, name])] = target
                 os.symlink(target, name, dir_fd=dfd)
                 r.expect(CLOSE2, "')' ')'")
             elif kind == _T_DIRECTORY:
@@ -379,8 +302,6 @@ def _restore_tree(
                 raise _unsafe(f"malformed NAR: expected a node type, got {_show(kind)}")
     finally:
         dirs.close()
-    for where, target in pending:
-        _check_link(where, target, links, prefixes)
 
 
 def _link_target(r: _Reader) -> bytes:

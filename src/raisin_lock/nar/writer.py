@@ -33,13 +33,14 @@ The operations here:
   while hashing on the caller's (the hashing releases the GIL);
 * :func:`restore` unpacks an *untrusted* NAR, strictly: only the canonical form
   above is accepted (so the returned hash is also the hash of the restored
-  tree), names must be safe and strictly ascending, symlinks may not point out
-  of the archive, and a failure leaves nothing behind.
+  tree), names must be safe and strictly ascending, nothing is written
+  through a symlink (targets themselves are kept as they are, as in Nix), and
+  a failure leaves nothing behind.
 
 Stricter than Nix on purpose: ``nix-store --restore`` (2.8) accepts unsorted
 entries (its sortedness check compares against a name reset for every entry),
 ignores data after the root node, accepts a regular node without
-``contents``, never checks symlink targets, and leaves a partial tree behind
+``contents``, and leaves a partial tree behind
 on error. raisin's reader refuses all of these and cleans up.
 
 Startup matters (``raisin store hash`` is a whole process): this module

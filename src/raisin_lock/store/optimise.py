@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raisin_lock.store import tree
 from raisin_lock.store.tree import CANONICAL_MTIME, DIR_MODE
 
 if TYPE_CHECKING:
@@ -43,9 +44,10 @@ def _links_dir(store: Store) -> Path:
     return store.root / ".raisin" / LINKS
 
 
-def _content_key(path: str, executable: bool) -> str:
+def _content_key(dfd: int, name: str, executable: bool) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    with open(fd, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest() + ("x" if executable else "")
@@ -70,34 +72,33 @@ def optimise(store: Store) -> OptimiseResult:
             top = store.host_path(sp)
             if not top.is_dir() or top.is_symlink():
                 continue
-            for dirpath, _dirs, files in os.walk(top):
-                for name in files:
-                    p = os.path.join(dirpath, name)
-                    st = os.lstat(p)
-                    if not stat.S_ISREG(st.st_mode) or st.st_ino in farm_inodes:
+            # Directory handles, not paths: store paths may nest past PATH_MAX.
+            for dfd, name, st in tree.walk(top):
+                if not stat.S_ISREG(st.st_mode) or st.st_ino in farm_inodes:
+                    continue
+                key = _content_key(dfd, name, bool(st.st_mode & stat.S_IXUSR))
+                entry = links / key
+                try:
+                    os.link(name, entry, src_dir_fd=dfd, follow_symlinks=False)
+                    farm_inodes.add(st.st_ino)
+                    continue
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    if exc.errno == errno.EMLINK:
                         continue
-                    key = _content_key(p, bool(st.st_mode & stat.S_IXUSR))
-                    entry = links / key
-                    try:
-                        os.link(p, entry)
-                        farm_inodes.add(st.st_ino)
-                        continue
-                    except FileExistsError:
-                        pass
-                    except OSError as exc:
-                        if exc.errno == errno.EMLINK:
-                            continue
-                        raise
-                    est = os.lstat(entry)
-                    if est.st_ino == st.st_ino:
-                        continue
-                    if _replace(p, entry, tmp_dir):
-                        res.files_linked += 1
-                        res.bytes_saved += st.st_size
+                    raise
+                est = os.lstat(entry)
+                if est.st_ino == st.st_ino:
+                    continue
+                if _replace(dfd, name, entry, tmp_dir):
+                    res.files_linked += 1
+                    res.bytes_saved += st.st_size
     return res
 
 
-def _replace(path: str, entry: Path, tmp_dir: Path) -> bool:
+def _replace(dfd: int, name: str, entry: Path, tmp_dir: Path) -> bool:
+    """Rename a new link to ``entry`` over ``name`` in the directory ``dfd``."""
     tmp = tmp_dir / f"optimise-{os.getpid()}-{os.urandom(6).hex()}"
     try:
         os.link(entry, tmp)
@@ -105,13 +106,12 @@ def _replace(path: str, entry: Path, tmp_dir: Path) -> bool:
         if exc.errno == errno.EMLINK:
             return False
         raise
-    parent = os.path.dirname(path)
-    os.chmod(parent, 0o755)
+    os.fchmod(dfd, 0o755)
     try:
-        os.rename(tmp, path)
+        os.rename(tmp, name, dst_dir_fd=dfd)
     finally:
-        os.chmod(parent, DIR_MODE)
-        os.utime(parent, (CANONICAL_MTIME, CANONICAL_MTIME))
+        os.fchmod(dfd, DIR_MODE)
+        os.utime(dfd, (CANONICAL_MTIME, CANONICAL_MTIME))
         try:
             os.unlink(tmp)
         except FileNotFoundError:

@@ -22,12 +22,13 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from raisin_lock import nar
 from raisin_lock.errors import BuildError
 from raisin_lock.hashing import NIX_BASE32_ALPHABET, Hash
+from raisin_lock.nar.format import DIR_FLAGS, DirStack
 from raisin_lock.store_path import DIGEST_LEN
 
 CANONICAL_MTIME = 1
@@ -53,25 +54,96 @@ def _kind(mode: int) -> str | None:
     return _SPECIAL.get(stat.S_IFMT(mode))
 
 
-def _walk_preorder(top: Path, *, open_dirs: bool) -> list[tuple[str, os.stat_result]]:
-    """Every entry under ``top`` (``top`` first), parents before children.
+Entry = tuple[int, str, os.stat_result]
+"""``(dir_fd, name, lstat)``: one entry of a tree, named relative to an open parent."""
 
-    With ``open_dirs`` a directory the owner cannot list or enter is given
-    ``u+rwx`` first (the stat recorded is the one from before that change).
-    Iterative, so deep trees do not hit Python's recursion limit.
-    """
-    out: list[tuple[str, os.stat_result]] = []
-    stack = [os.fspath(top)]
-    while stack:
-        p = stack.pop()
-        st = os.lstat(p)
-        out.append((p, st))
-        if stat.S_ISDIR(st.st_mode):
-            if open_dirs and (st.st_mode & 0o700) != 0o700:
-                os.chmod(p, stat.S_IMODE(st.st_mode) | 0o700)
-            with os.scandir(p) as it:
-                stack.extend(e.path for e in it)
+
+def _listing(fd: int) -> list[tuple[str, os.stat_result]]:
+    """A directory's entries with their lstat, stacked so ``pop()`` gives them in order."""
+    with os.scandir(fd) as it:
+        out = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+    out.sort(reverse=True)
     return out
+
+
+def walk(
+    top: Path | str, *, open_dirs: bool = False, where: list[str] | None = None
+) -> Iterator[Entry]:
+    """Every entry of the tree at ``top``, children before their parent, ``top`` last.
+
+    Each entry comes as ``(dir_fd, name, lstat)``: the open directory holding
+    it and its one-component name, so whatever the caller does to it (chmod,
+    utime, unlink, rmdir, open) is one syscall on one path component. That is
+    what keeps trees deeper than ``PATH_MAX`` workable and symlinks never
+    followed; :class:`~raisin_lock.nar.format.DirStack` (shared with the NAR
+    writer and reader) bounds the fds held open. ``dir_fd`` is valid only
+    until the next entry is asked for. A directory is yielded after all its
+    children, so the caller may change or remove it then.
+
+    With ``open_dirs`` a directory the owner cannot list, enter or write is
+    given ``u+rwx`` before it is read (the lstat yielded is the one before).
+    With ``where``, that list is kept equal to the path components of the
+    entry's directory (for messages: ``os.path.join(*where, name)``).
+    """
+    path = os.path.abspath(os.fspath(top))
+    parent, base = os.path.split(path)
+    comps = where if where is not None else []
+    comps[:] = [parent]
+    pfd = os.open(parent, DIR_FLAGS)
+    try:
+        st = os.lstat(base, dir_fd=pfd)
+        if not stat.S_ISDIR(st.st_mode):
+            yield pfd, base, st
+            return
+        dirs = DirStack(pfd)
+        try:
+            stack = [(base, st, _enter(dirs, base, st, open_dirs))]
+            comps.append(base)
+            while stack:
+                todo = stack[-1][2]
+                while todo:
+                    name, cst = todo.pop()
+                    if stat.S_ISDIR(cst.st_mode):
+                        stack.append((name, cst, _enter(dirs, name, cst, open_dirs)))
+                        comps.append(name)
+                        break
+                    yield dirs.fds[-1], name, cst
+                else:
+                    name, dst, _ = stack.pop()
+                    comps.pop()
+                    dirs.pop()
+                    yield dirs.fds[-1], name, dst
+        finally:
+            dirs.close()
+    finally:
+        os.close(pfd)
+
+
+def _enter(
+    dirs: DirStack, name: str, st: os.stat_result, open_dirs: bool
+) -> list[tuple[str, os.stat_result]]:
+    """Open directory ``name`` of the top of ``dirs``, push it, and list it."""
+    dfd = dirs.fds[-1]
+    if open_dirs and (st.st_mode & 0o700) != 0o700:
+        os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=dfd)
+    fd = os.open(name, DIR_FLAGS, dir_fd=dfd)
+    dirs.push(fd)
+    return _listing(fd)
+
+
+def _special(where: list[str], name: str, kind: str) -> BuildError:
+    p = _show(where, name)
+    return BuildError(
+        f"{p}: a store path may not contain a {kind}",
+        file=p,
+        hint="remove it in the build steps (only files, directories and symlinks)",
+    )
+
+
+def _show(where: list[str], name: str) -> str:
+    """``where/name`` for a message, its middle elided past 300 characters (deep trees)."""
+    p = os.path.join(*where, name)
+    return p if len(p) <= 300 else f"{p[:150]}...{p[-150:]}"
 
 
 def normalise(top: Path, *, fsync: bool) -> None:
@@ -80,36 +152,39 @@ def normalise(top: Path, *, fsync: bool) -> None:
     Children are finished before their parent, so a tree whose *root* is
     canonical was normalised completely (``reindex`` relies on this). With
     ``fsync`` every file and directory is fsynced after its last change, so
-    the content is durable before the caller registers it.
+    the content is durable before the caller registers it. Works at any
+    depth (see :func:`walk`) and never follows a symlink.
 
     Raises BuildError naming the first device file, fifo or socket found;
-    the tree is then left as it is (still unregistered).
+    the tree is then left unregistered, its root not canonical.
     """
-    entries = _walk_preorder(top, open_dirs=True)
-    for p, st in entries:
-        kind = _kind(st.st_mode)
-        if kind is not None:
-            raise BuildError(
-                f"{p}: a store path may not contain a {kind}",
-                file=p,
-                hint="remove it in the build steps (only files, directories and symlinks)",
-            )
-    # Reversed pre-order visits every child before its parent.
-    for p, st in reversed(entries):
+    times = (CANONICAL_MTIME, CANONICAL_MTIME)
+    where: list[str] = []
+    for dfd, name, st in walk(top, open_dirs=True, where=where):
         mode = st.st_mode
         if stat.S_ISLNK(mode):
-            os.utime(p, (CANONICAL_MTIME, CANONICAL_MTIME), follow_symlinks=False)
+            os.utime(name, times, dir_fd=dfd, follow_symlinks=False)
             continue
+        kind = _kind(mode)
+        if kind is not None:
+            raise _special(where, name, kind)
         if stat.S_ISDIR(mode):
             want = DIR_MODE
             flags = os.O_RDONLY | os.O_DIRECTORY
         else:
             want = EXEC_MODE if mode & stat.S_IXUSR else FILE_MODE
             flags = os.O_RDONLY
-        os.chmod(p, want)
-        os.utime(p, (CANONICAL_MTIME, CANONICAL_MTIME))
-        if fsync:
-            fsync_path(p, flags)
+        if not fsync:
+            os.chmod(name, want, dir_fd=dfd)  # not a symlink: lstat said so
+            os.utime(name, times, dir_fd=dfd, follow_symlinks=False)
+            continue
+        fd = os.open(name, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        try:
+            os.fchmod(fd, want)
+            os.utime(fd, times)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def fsync_path(p: str | os.PathLike[str], flags: int = os.O_RDONLY) -> None:
@@ -122,18 +197,19 @@ def fsync_path(p: str | os.PathLike[str], flags: int = os.O_RDONLY) -> None:
 
 def find_unnormalised(top: Path) -> str | None:
     """Describe the first entry of ``top`` that is not canonical, or None."""
-    for p, st in _walk_preorder(top, open_dirs=False):
+    where: list[str] = []
+    for _dfd, name, st in walk(top, where=where):
         mode = st.st_mode
         kind = _kind(mode)
         if kind is not None:
-            return f"{p}: is a {kind}"
+            return f"{_show(where, name)}: is a {kind}"
         if not stat.S_ISLNK(mode):
             perm = stat.S_IMODE(mode)
             ok = {DIR_MODE} if stat.S_ISDIR(mode) else {FILE_MODE, EXEC_MODE}
             if perm not in ok:
-                return f"{p}: mode {perm:#o}"
+                return f"{_show(where, name)}: mode {perm:#o}"
         if st.st_mtime != CANONICAL_MTIME:
-            return f"{p}: mtime {int(st.st_mtime)}"
+            return f"{_show(where, name)}: mtime {int(st.st_mtime)}"
     return None
 
 
@@ -189,17 +265,16 @@ def hash_and_scan(top: Path, digests: Iterable[str]) -> tuple[Hash, int, set[str
 
 
 def remove(top: Path) -> bool:
-    """Delete ``top`` (file, symlink or read-only tree); False if absent."""
+    """Delete ``top`` (file, symlink or read-only tree, at any depth); False if absent."""
     try:
-        st = os.lstat(top)
+        os.lstat(top)
     except FileNotFoundError:
         return False
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(top)
-        return True
-    # Give every directory u+rwx first, so entries can be unlinked.
-    _walk_preorder(top, open_dirs=True)
-    shutil.rmtree(top)
+    for dfd, name, st in walk(top, open_dirs=True):
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
     return True
 
 
