@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from raisin_lock.app import following
 from raisin_lock.app.builddeps import detect
 from raisin_lock.app.project import Project, Report, quiet, read_lock
+from raisin_lock.app.staleness import reasons_to_relock, up_to_date
 from raisin_lock.build import fetching
 from raisin_lock.build.sandbox import select_sandbox
 from raisin_lock.errors import unknown_component
@@ -24,9 +25,7 @@ from raisin_lock.lock.lockfile import Lock, LockedComponent
 from raisin_lock.lock.pins import LockedSource
 from raisin_lock.manifest import actions
 from raisin_lock.manifest import recipe as recipes
-from raisin_lock.manifest.quick import fingerprint, quick_components, source_fingerprint
 from raisin_lock.sources import FetchContext, materialize, resolve
-from raisin_lock.sources import path as path_source
 from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
@@ -208,29 +207,12 @@ def _lock(
     ``check``: write nothing; return the stale components (and why).
     """
     old = read_lock(project)
-    if old is not None and update is None:
-        raw = quick_components(project.manifest_path)
-        if raw is not None:
-            decls = {n: fingerprint(t) for n, t in raw.items()}
-            source_decls = {n: source_fingerprint(t) for n, t in raw.items()}
-            paths = {
-                n: t["source"]["path"]
-                for n, t in raw.items()
-                if isinstance(t.get("source"), dict) and "path" in t["source"]
-            }
-            follows = {n: t["follows"] for n, t in raw.items() if isinstance(t.get("follows"), str)}
-            if not _stale(
-                project,
-                old,
-                decls,
-                paths,
-                (),
-                check=check,
-                offline=offline,
-                follows=follows,
-                source_decls=source_decls,
-            ):
-                return LockResult(lock=old, written=False)
+    if (
+        old is not None
+        and update is None
+        and up_to_date(project, old, check=check, offline=offline)
+    ):
+        return LockResult(lock=old, written=False)
 
     m = project.load_manifest()
     update_all = update is not None and len(update) == 0
@@ -256,7 +238,7 @@ def _lock(
     forced = list(m.components) if update_all else sorted(wanted)
     follows = {n: s.follows for n, s in m.components.items() if s.follows}
     reasons = (
-        _stale(
+        reasons_to_relock(
             project,
             old,
             decls,
@@ -383,44 +365,6 @@ def _lock(
         resolved=sorted(pending),
         stale=reasons,
         unrequired_hashes=unrequired,
-    )
-
-
-def _stale(
-    project: Project,
-    old: Lock,
-    decls: dict[str, str],
-    paths: dict[str, str],
-    forced: list[str] | tuple[str, ...],
-    *,
-    check: bool,
-    offline: bool,
-    follows: dict[str, str],
-    source_decls: dict[str, str],
-) -> dict[str, str]:
-    """Why each component needs resolving again; path sources are hashed here (I/O)."""
-    ctxs: list[FetchContext] = []  # made on first use: making one may create the store
-
-    def path_changed(name: str) -> bool:
-        if not ctxs:
-            ctxs.append(
-                FetchContext(
-                    store=project.store(create=not check), base_dir=project.dir, offline=offline
-                )
-            )
-        ctx = ctxs[0]
-        ctx.key = f"components.{name}.source.path"
-        current: Hash = path_source.current_hash(paths[name], ctx)
-        return current != old.components[name].source.nar_hash
-
-    return freshness.stale_reasons(
-        old,
-        decls,
-        path_sources=paths,
-        path_changed=path_changed,
-        forced=forced,
-        follows=follows,
-        source_decls=source_decls,
     )
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from raisin_lock.app.locking import lock
 from raisin_lock.app.project import Project, Report, quiet, read_lock
+from raisin_lock.app.staleness import up_to_date
 from raisin_lock.display import display_path
 from raisin_lock.errors import CheckFailed, LockError, ManifestError, unknown_component
 from raisin_lock.lock import lockfile
@@ -70,7 +70,11 @@ def plan(
             raise ManifestError(
                 "no such file (and no lock to build from)", file=display_path(project.manifest_path)
             )
+        elif current is not None and up_to_date(project, current, offline=offline):
+            lk = current  # the no-op: nothing to lock, and app.locking is not even imported
         elif mode == "locked":
+            from raisin_lock.app.locking import lock  # the slow path (see tests/test_layering.py)
+
             res = lock(project, check=True, offline=offline)
             if res.stale:
                 why = ", ".join(f"{n} ({r})" for n, r in sorted(res.stale.items()))
@@ -81,7 +85,8 @@ def plan(
                 )
             lk = res.lock
         else:
-            # the no-op case is lock's fast path: declarations by fingerprint, path sources by hash
+            from raisin_lock.app.locking import lock  # the slow path (see tests/test_layering.py)
+
             res = lock(project, offline=offline, report=report)
             if res.written:
                 report(f"{project.lock_display} updated ({', '.join(res.resolved) or 'pins'})")

@@ -17,7 +17,7 @@ from raisin_lock.display import display_path
 from raisin_lock.lock import lockfile
 from raisin_lock.lock.lockfile import LOCK_NAME, Lock
 from raisin_lock.manifest import MANIFEST_NAME
-from raisin_lock.profiles.profile import PROFILES_DIR
+from raisin_lock.profiles import PROFILES_DIR
 from raisin_lock.store.local import Store
 from raisin_lock.store.readonly import ReadOnlyStore
 

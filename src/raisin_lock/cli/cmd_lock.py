@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from raisin_lock.app.project import read_lock
+    from raisin_lock.app.staleness import up_to_date
+
+    if args.update is None and not (args.check or args.json):
+        current = read_lock(ctx.project)  # the no-op: nothing changed, the resolver not loaded
+        if current is not None and up_to_date(ctx.project, current, offline=args.offline):
+            ctx.info(f"{ctx.project.lock_display} unchanged")
+            return 0
     from raisin_lock.app.locking import lock
 
     res = lock(

@@ -89,7 +89,31 @@ def _add_globals_everywhere(p: argparse.ArgumentParser) -> None:
                 _add_globals_everywhere(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (skipping global options), or None (help, or not one)."""
+    names = {n.replace("_", "-") for n in COMMANDS}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return None
+        if arg in ("-C", "--store"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            if arg in ("-h", "--help", "--version"):
+                return None
+            i += 1
+            continue
+        if arg == "completion":  # its scripts are generated from the whole parser
+            return None
+        return arg.replace("-", "_") if arg in names else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` one subcommand registered: building all of them
+    (30-odd parsers, each with the global options) is a good part of a no-op's start-up."""
     p = _Parser(
         prog="raisin", description="Build the Xen Project stack from pinned sources, reproducibly."
     )
@@ -99,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         importlib.import_module(f"raisin_lock.cli.cmd_{name}").register(sub)
     _add_globals_everywhere(p)
     return p
@@ -121,8 +145,8 @@ def _locate_in_manifest(exc: RaisinError, manifest: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(argv))
     # Everything after the first `--` is a command line for the command to run
     # (`raisin bisect ... -- make test`), never parsed as raisin's options.
     after: list[str] | None = None

@@ -7,3 +7,7 @@
 - :mod:`.host_actions` — services, boot entries, bridges: what activation asks of the host;
 - :mod:`.activation` — putting a generation into a root and taking it out.
 """
+
+from __future__ import annotations
+
+PROFILES_DIR = "profiles"  # next to raisin.toml

@@ -31,7 +31,6 @@ from raisin_lock import atomic
 from raisin_lock.errors import InputError, RaisinError
 from raisin_lock.store_path import StorePath
 
-PROFILES_DIR = "profiles"
 STATE_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
 LINK_RE = re.compile(r"^(?P<name>.+)-(?P<n>[0-9]+)-link$")
