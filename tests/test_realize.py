@@ -168,10 +168,10 @@ def test_failure_shows_log_tail_and_keep_going(demo):
 def test_source_hash_mismatch_exit_2_nothing_registered(demo):
     assert raisin("lock", cwd=demo).code == 0
     (demo / "src" / "motd" / "motd.txt").write_text("tampered\n")
-    # the lock's own store holds the pinned content: that is what gets built
-    # a fresh store must read the directory again, and finds it changed
+    # `realize` would re-lock the edit (the developer's loop); --frozen builds the lock as
+    # it is, and a fresh store must read the directory again, and finds it changed
     fresh = demo.parent / "fresh-store"
-    r = raisin("--store", str(fresh), "realize", cwd=demo)
+    r = raisin("--store", str(fresh), "realize", "--frozen", cwd=demo)
     assert r.code == 2, r
     assert "components.motd" in r.err and "expected sha256-" in r.err and "found sha256-" in r.err
     assert "Traceback" not in r.err

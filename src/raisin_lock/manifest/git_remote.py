@@ -26,7 +26,7 @@ def url_problem(url: str) -> str | None:
     if url.startswith("-"):
         return f"{url!r} starts with '-' (git would read it as an option)"
     if _CONTROL.search(url):
-        return f"{url!r} contains a control character"
+        return f"{url!r} contains " + ("a NUL byte" if "\0" in url else "a control character")
     helper = _HELPER.match(url)
     if helper:
         return (
@@ -47,5 +47,5 @@ def ref_problem(ref: str) -> str | None:
     if ref.startswith("-"):
         return f"{ref!r} starts with '-' (git would read it as an option)"
     if _CONTROL.search(ref):
-        return f"{ref!r} contains a control character"
+        return f"{ref!r} contains " + ("a NUL byte" if "\0" in ref else "a control character")
     return None
