@@ -233,6 +233,15 @@ class SeaweedS3:
         except OSError:
             return False
 
+    def filer_get(self, path: str) -> bytes:
+        """Read a file through the filer (what the bucket holds, not what the gateway says)."""
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.filer_port}{path}", timeout=30) as r:
+            data: bytes = r.read()
+            return data
+
     def filer_put(self, path: str, data: bytes) -> None:
         """Overwrite a file through the filer, behind the S3 gateway's back."""
         import urllib.request
