@@ -14,7 +14,8 @@ so the message always says *where* and *what was expected*.
     ├── Cancelled                    exit 1   the user declined a profile switch (app.profiles)
     ├── SubstituteFailed             exit 1   no cache could provide a path (cache.substitute)
     ├── CacheError                   exit 1   a cache cannot be read or written (cache.transport)
-    │   └── CacheUnreachable                  the cache's host does not answer
+    │   ├── CacheUnreachable                  the cache's host does not answer
+    │   └── CacheDenied              exit 2   the cache refused our credentials (S3)
     └── InputError                   exit 2   bad input
         ├── ManifestError                     raisin.toml invalid
         ├── LockError                         raisin.lock invalid or inconsistent

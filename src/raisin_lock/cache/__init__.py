@@ -14,8 +14,9 @@ files, plus the lock, into one file for hand-over without a server.
 
 Modules: ``keys`` (Ed25519 in Nix's ``name:base64`` form), ``narinfo`` (the
 text format and the signed fingerprint), ``compression`` (streaming
-(de)compressors), ``transport`` (file:// and http(s):// with timeouts,
-retries and auth; the only HTTP in raisin besides the url source),
+(de)compressors), ``transport`` (file://, http(s):// with timeouts,
+retries and auth, and s3:// over the same client; the only HTTP in raisin
+besides the url source), ``s3`` (S3 URLs, AWS credentials, SigV4 signing),
 ``push``, ``substitute``, ``bundle``.
 """
 

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 from raisin_lock.cache import narinfo as ni
 from raisin_lock.cache.compression import decompressor
 from raisin_lock.cache.keys import TrustedKeys
-from raisin_lock.cache.transport import CacheError, CacheUnreachable, Transport, open_cache
+from raisin_lock.cache.transport import (
+    CacheDenied,
+    CacheError,
+    CacheUnreachable,
+    Transport,
+    open_cache,
+)
 from raisin_lock.errors import HashMismatch, InputError, RaisinError, UnsafeArchive
 from raisin_lock.hashing import Hash
 from raisin_lock.store_path import StorePath
@@ -277,6 +283,7 @@ class Substituters:
         self._info_locks = {c.url: threading.Lock() for c in self.caches}  # see _cache_ok
         self._answers: dict[StorePath, tuple[Offer | None, list[str]]] = {}
         self._refused: set[StorePath] = set()  # a cache answered, but untrusted or malformed
+        self._denied: set[str] = set()  # caches that refused our credentials
 
     def __bool__(self) -> bool:
         return bool(self.caches)
@@ -310,6 +317,8 @@ class Substituters:
                     text.decode(errors="replace"), source=cache.where(ni.CACHE_INFO)
                 )
             except (CacheError, ni.BadNarInfo) as exc:
+                if isinstance(exc, CacheDenied):
+                    self._denied.add(cache.url)
                 self._mark_dead(cache, exc.message)
                 return exc.message
             self._info_checked.add(cache.url)
@@ -326,6 +335,9 @@ class Substituters:
             dead = self._cache_ok(cache)
             if dead:
                 reasons.append(dead)
+                if cache.url in self._denied:  # refused credentials: bad input, as a bad key is
+                    with self._lock:
+                        self._refused.add(sp)
                 continue
             where = cache.where(f"{sp.digest}.narinfo")
             try:
@@ -338,6 +350,11 @@ class Substituters:
             except CacheUnreachable as exc:
                 self._mark_dead(cache, exc.message)
                 reasons.append(exc.message)
+                continue
+            except CacheDenied as exc:
+                reasons.append(exc.message)
+                with self._lock:
+                    self._refused.add(sp)
                 continue
             except CacheError as exc:
                 reasons.append(exc.message)

@@ -1,4 +1,4 @@
-"""Where a cache's files live: a directory (``file://``) or an HTTP server.
+"""Where a cache's files live: a directory (``file://``), an HTTP server, or an S3 bucket.
 
 Both offer the same five operations on paths relative to the cache root:
 ``get`` (a small file, or None if absent), ``open`` (a streaming read),
@@ -26,6 +26,12 @@ measurable: substituting 8 x 128 MiB over loopback took 9.39 s with it and
 load average of ~13, so that difference is noise), since big NARs never
 went through h11's reads.
 
+``s3://BUCKET/PREFIX?endpoint=URL&region=R`` is HTTP to the bucket's
+endpoint, path-style, each request signed with AWS Signature V4
+(:mod:`.s3` holds the URL, credentials and signing); S3 error documents
+become one-line messages, and refused credentials :class:`CacheDenied`
+(exit 2: bad input, like an untrusted key).
+
 Errors: :class:`CacheUnreachable` when the server cannot be reached or keeps
 failing (the caller falls back to building), :class:`CacheError` for other
 refusals. Neither is an input error: exit 1.
@@ -33,6 +39,7 @@ refusals. Neither is an input error: exit 1.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -43,6 +50,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from raisin_lock import atomic
+from raisin_lock.cache import s3
 from raisin_lock.errors import InputError, RaisinError
 
 T = TypeVar("T")
@@ -57,6 +65,12 @@ class CacheError(RaisinError):
 
 class CacheUnreachable(CacheError):
     """The cache could not be reached (connection refused, DNS, timeout, 5xx)."""
+
+
+class CacheDenied(CacheError):
+    """The cache refused our credentials: bad input (exit 2), not an outage."""
+
+    exit_code = 2
 
 
 def _env_float(name: str, default: float) -> float:
@@ -268,20 +282,29 @@ class _Body:
 
 
 class HttpTransport(Transport):
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        base: str | None = None,
+        sign: Callable[[Any], None] | None = None,
+    ) -> None:
+        """``base``: the HTTP URL of the cache root when ``url`` (shown in messages) is not one;
+        ``sign``: called on every request just before it is sent (instead of netrc or token auth)."""
         import httpx
 
         self.url = url.rstrip("/")
+        self.base = (base or url).rstrip("/")
         timeout = _env_float("RAISIN_HTTP_TIMEOUT", 30.0)
         self.retries = int(_env_float("RAISIN_HTTP_RETRIES", 2))
         self.read_timeout = timeout
         headers = {"User-Agent": "raisin/0.1"}
-        token = os.environ.get("RAISIN_CACHE_TOKEN")
+        token = None if sign else os.environ.get("RAISIN_CACHE_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         auth: Any = None
         netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-        if not token and netrc.is_file():
+        if not token and not sign and netrc.is_file():
             try:
                 auth = httpx.NetRCAuth(str(netrc))
             except Exception as exc:  # noqa: BLE001 - a malformed .netrc: say so, don't crash
@@ -293,12 +316,13 @@ class HttpTransport(Transport):
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
             headers=headers,
             auth=auth,
+            event_hooks={"request": [sign]} if sign else None,
             follow_redirects=True,
             trust_env=True,  # $http_proxy/$https_proxy/$all_proxy/$no_proxy, as curl and Nix honour them
         )
 
     def _u(self, rel: str) -> str:
-        return f"{self.url}/{quote(_safe_rel(rel))}"
+        return f"{self.base}/{quote(_safe_rel(rel))}"
 
     def _retrying(self, what: str, op: Callable[[], T]) -> T:
         httpx = self._httpx
@@ -422,6 +446,52 @@ class HttpTransport(Transport):
         self.client.close()
 
 
+class S3Transport(HttpTransport):
+    """An S3 bucket (path-style, SigV4-signed GET/PUT/HEAD): see :mod:`.s3`."""
+
+    def __init__(self, loc: s3.S3Url, creds: s3.Credentials | None) -> None:
+        self.loc = loc
+        self.creds = creds
+        super().__init__(loc.url, base=loc.base, sign=self._sign if creds else None)
+
+    def where(self, rel: str) -> str:
+        return "s3://" + "/".join(p for p in (self.loc.bucket, self.loc.prefix, rel) if p)
+
+    def _sign(self, request: Any) -> None:
+        assert self.creds is not None
+        h = request.headers
+        if "x-amz-content-sha256" not in h:
+            try:
+                body: bytes | None = request.content  # bytes given whole: signed
+            except self._httpx.RequestNotRead:
+                body = None  # a streamed file: its NAR hash is checked by every reader
+            if body is None:
+                h["x-amz-content-sha256"] = s3.UNSIGNED
+            else:
+                h["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+        signed = {"host": h["host"], "x-amz-content-sha256": h["x-amz-content-sha256"]}
+        raw_path = request.url.raw_path.decode("ascii")
+        h.update(s3.sign(request.method, raw_path, signed, self.creds, self.loc.region))
+
+    def _check(self, r: Any, rel: str, ok: tuple[int, ...]) -> None:
+        if r.status_code in ok or r.status_code >= 500:
+            super()._check(r, rel, ok)
+            return
+        body = b"" if r.request.method == "HEAD" else r.read()
+        code, msg = s3.error_code(body)
+        what = f"{code}: {msg}" if msg else code or f"HTTP {r.status_code}"
+        if r.status_code in (401, 403) or code in s3.DENIED_CODES:
+            used = (
+                f"the credentials from {self.creds.origin}"
+                if self.creds
+                else f"no credentials (set {s3.CREDENTIAL_VARS} or $AWS_PROFILE)"
+            )
+            raise CacheDenied(f"{self.where(rel)}: access denied ({what}) with {used}")
+        if code:
+            raise CacheError(f"{self.where(rel)}: HTTP {r.status_code} {what}")
+        super()._check(r, rel, ok)
+
+
 def _tls_verify() -> Any:
     """The CA certificates to check a cache's TLS certificate against.
 
@@ -451,7 +521,7 @@ class _ServerError(Exception):
 
 
 def open_cache(url: str, *, key: str = "CACHE") -> Transport:
-    """A transport for ``file:///dir`` or ``http(s)://host/path``."""
+    """A transport for ``file:///dir``, ``http(s)://host/path`` or ``s3://bucket/prefix``."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
@@ -459,6 +529,10 @@ def open_cache(url: str, *, key: str = "CACHE") -> Transport:
         return FileTransport(url, Path(unquote(parts.path)))
     if parts.scheme in ("http", "https") and parts.netloc:
         return HttpTransport(url)
+    if parts.scheme == "s3":
+        return S3Transport(s3.parse_url(url, key=key), s3.load_credentials())
     raise InputError(
-        f"{url!r} is not a cache URL (expected file:///dir or http(s)://host/path)", key=key
+        f"{url!r} is not a cache URL "
+        "(expected file:///dir, http(s)://host/path or s3://bucket/prefix)",
+        key=key,
     )

@@ -12,7 +12,11 @@ from raisin_lock.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("push", help="upload built components and their closure to a binary cache")
-    p.add_argument("cache", metavar="CACHE", help="file:///dir or http(s)://host/path (HTTP PUT)")
+    p.add_argument(
+        "cache",
+        metavar="CACHE",
+        help="file:///dir, http(s)://host/path (HTTP PUT) or s3://bucket/prefix?endpoint=URL",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="components (default: all in the lock)")
     p.add_argument(
         "--key", required=True, metavar="SECRET", help="secret key file (raisin key generate)"
