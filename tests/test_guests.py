@@ -159,7 +159,16 @@ deps = ["seabios"]
     return proj
 
 
-GUEST_TESTS = ("busybox-pv", "busybox-pvh", "busybox-hvm", "busybox-hvm-shadow")
+GUEST_TESTS = (
+    "busybox-pv",
+    "busybox-pvh",
+    "busybox-hvm",
+    "busybox-hvm-shadow",
+    "xl-save-restore",
+    "pvgrub-pv",
+    "ovmf-hvm",
+    "libvirt-xen",
+)
 
 
 def test_list_says_what_each_guest_test_checks(tmp_path: Path) -> None:
@@ -179,6 +188,17 @@ def test_list_says_what_each_guest_test_checks(tmp_path: Path) -> None:
         "[skip: needs a component built with the 'qemu-xen' recipe, which this stack does not have]"
         in hvm
     ), hvm
+    for name, missing in (
+        ("busybox-hvm-shadow", "'qemu-xen'"),
+        ("pvgrub-pv", "'grub'"),
+        ("ovmf-hvm", "'ovmf' recipe, a component built with the 'qemu-xen'"),
+        ("libvirt-xen", "'libvirt'"),
+    ):
+        line = next(ln for ln in lines if ln.startswith(name + " "))
+        assert f"[skip: needs a component built with the {missing} recipe" in line, line
+    for name in ("busybox-pvh", "xl-save-restore"):
+        line = next(ln for ln in lines if ln.startswith(name + " "))
+        assert "[skip" not in line or "not installed" in line, line
     pvh = next(ln for ln in lines if ln.startswith("busybox-pvh "))
     assert "after dom0-boots" in pvh and "needs xen;" in pvh, pvh
 

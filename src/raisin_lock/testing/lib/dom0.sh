@@ -3,11 +3,11 @@
 
 say() { echo "raisin-dom0: $*"; }
 
-# rt_load_modules: insmod /lib/modules/*.ko in the order rt_modules wrote.
+# rt_load_modules: insmod /lib/modules/*.ko in the order rt_modules wrote
+# (dom0's list, then the overlays'); a module already loaded is fine.
 rt_load_modules() {
   local m
-  [ -e /lib/modules/order ] || return 0
-  for m in $(cat /lib/modules/order); do
+  for m in $(cat /lib/modules/order* 2>/dev/null); do
     insmod /lib/modules/$m.ko 2>/dev/null || grep -q "^$(echo $m | tr - _) " /proc/modules || say "insmod $m failed"
   done
 }

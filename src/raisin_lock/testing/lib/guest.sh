@@ -42,24 +42,26 @@ rt_root() {
 }
 
 # rt_modules ROOT NAME...: kernel modules NAME (and what they depend on, as
-# modinfo says) into ROOT/lib/modules, load order in ROOT/lib/modules/order.
+# modinfo says) into ROOT/lib/modules, their load order in
+# ROOT/lib/modules/order (an overlay sets RT_MODULE_ORDER=order-NAME so as not
+# to replace dom0's list; the inits load every order* file).
 rt_modules() {
   local root=$1
   shift
   mkdir -p "$root/lib/modules"
-  touch "$root/lib/modules/order"
+  touch "$root/lib/modules/${RT_MODULE_ORDER:-order}"
   for m in "$@"; do rt_module_ "$root" "$m"; done
 }
 rt_module_() {
   local root=$1 name=$2 tree file dep
-  if grep -qx "$name" "$root/lib/modules/order"; then return 0; fi
+  if grep -qx "$name" "$root/lib/modules/${RT_MODULE_ORDER:-order}"; then return 0; fi
   tree=$(rt_kernel_tree)
   file=$(find "$tree" \( -name "$name.ko" -o -name "$(echo "$name" | tr _ -).ko" -o -name "$(echo "$name" | tr - _).ko" \) | head -n 1)
   if [ -z "$file" ]; then echo "raisin: kernel module $name is not in $tree" >&2; return 1; fi
   dep=$(modinfo -F depends "$file")
   for dep in $(echo "$dep" | tr ',' ' '); do rt_module_ "$root" "$dep"; done
   cp "$file" "$root/lib/modules/$name.ko"
-  echo "$name" >> "$root/lib/modules/order"
+  echo "$name" >> "$root/lib/modules/${RT_MODULE_ORDER:-order}"
 }
 
 # rt_initramfs DIR OUT: DIR as the kernel's initramfs format (newc cpio, gzip).
@@ -75,6 +77,18 @@ rt_initramfs() {
 rt_disk() {
   rm -f "$1"
   mke2fs -q -F -t ext2 -L raisin -E root_owner=0:0 -d "$2" "$1" "${3:-16}M"
+}
+
+# rt_fat_disk IMG DIR [MiB]: a FAT disk image (no partition table) holding
+# DIR's files, made without root (mtools): what UEFI firmware reads.
+rt_fat_disk() {
+  local img
+  rm -f "$1"
+  truncate -s "${3:-32}M" "$1"
+  img=$(readlink -f "$1")
+  mformat -i "$img" -v RAISIN ::
+  (cd "$2" && find . -mindepth 1 -type d | LC_ALL=C sort | while read -r d; do mmd -i "$img" "::/${d#./}"; done)
+  (cd "$2" && find . -type f | LC_ALL=C sort | while read -r f; do mcopy -i "$img" "$f" "::/${f#./}"; done)
 }
 
 # rt_copy_bin ROOT FILE: FILE at the same path under ROOT (FILE is under $xen
@@ -106,7 +120,7 @@ rt_dom0() {
   for d in usr/lib usr/lib64; do
     if ls "$xen/$d"/*.so* > /dev/null 2>&1; then mkdir -p "$r/$d" && cp -a "$xen/$d"/*.so* "$r/$d/"; fi
   done
-  for name in xl xenstored xenconsoled xen-init-dom0 xenstore-ls xenstore-read xenstore-write; do
+  for name in xl xenstored xenconsoled xen-init-dom0 xenstore-ls xenstore-read xenstore-write libxl-save-helper; do
     f=$(find "$xen/usr" -name $name -type f | head -n 1)
     if [ -z "$f" ]; then echo "raisin: the xen output has no $name"; return 1; fi
     rt_copy_bin $r "$f"
@@ -116,6 +130,7 @@ rt_dom0() {
     if [ -e $d/libgcc_s.so.1 ]; then install -D -m 755 "$(readlink -f $d/libgcc_s.so.1)" $r$d/libgcc_s.so.1; break; fi
   done
   if [ -d "$xen/etc/xen" ]; then cp -a "$xen/etc/xen" $r/etc/; fi
+  chmod -R u+w $r  # store copies are read-only; the directory must stay removable
   rt_initramfs $r dom0.cpio.gz
   echo "dom0 initramfs: $(du -k dom0.cpio.gz | cut -f1) KiB, kernel $(basename "$kfile")"
 }
@@ -153,6 +168,31 @@ rt_add_guest() {
   fi
   rt_initramfs "$h" "overlay-$name.cpio.gz"
   cat "$dom0_boots_dir/dom0.cpio.gz" "overlay-$name.cpio.gz" > "dom0-$name.cpio.gz"
+}
+
+# rt_dm_overlay DIR: what dom0 needs to run HVM guests, into the overlay DIR:
+# the realized qemu-xen ($qemu_xen) at /usr/lib/xen/bin with the host
+# libraries it links, hvmloader where libxl looks (/usr/lib/xen/boot), and
+# the device model's data: qemu-xen's own, plus what it did not build from
+# $dmdata (Debian's qemu-system-data: keymaps, which it opens even with no
+# display, and linuxboot_dma.bin for `kernel=` boot).
+rt_dm_overlay() {
+  local o=$1
+  rt_copy_bin "$o" "$qemu_xen/usr/lib/xen/bin/qemu-system-i386" "$qemu_xen"
+  install -D -m 644 "$xen/usr/lib/xen/boot/hvmloader" "$o/usr/lib/xen/boot/hvmloader"
+  mkdir -p "$o/usr/share/qemu-xen/qemu"
+  if [ -d "$qemu_xen/usr/share/qemu-xen" ]; then cp -a "$qemu_xen/usr/share/qemu-xen/." "$o/usr/share/qemu-xen/"; fi
+  chmod -R u+w "$o/usr/share/qemu-xen"
+  if [ -n "${dmdata:-}" ]; then cp -an "$dmdata/usr/share/qemu/." "$o/usr/share/qemu-xen/qemu/"; fi
+  ln -sfn qemu-xen/qemu "$o/usr/share/qemu"
+}
+
+# rt_store_file DIR STOREPATH REL: STOREPATH/REL at the same store path under
+# /raisin/store in the overlay DIR: libxl has firmware paths (SeaBIOS, OVMF)
+# compiled in as the store paths Xen was built with, where a profile makes
+# /raisin/store resolve.
+rt_store_file() {
+  install -D -m 644 "$2/$3" "$1/raisin/store/$(basename "$2")/$3"
 }
 
 # rt_cpu npt|shadow|pv: the QEMU CPU. TCG emulates AMD SVM (not VMX): with NPT
