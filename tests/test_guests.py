@@ -275,3 +275,46 @@ def test_pv_and_pvh_guests_boot_on_the_realized_xen(tmp_path: Path) -> None:
     pvh = (logs / "busybox-pvh.log").read_text()
     assert "HVM: SVM enabled" in pvh
     assert re.search(r"guest: RAISIN-GUEST-OK: \S+ on xen PVH", pvh)
+
+
+# ---------------------------------------------------------------- stack: every component
+
+STACK_GUESTS = ("busybox-hvm", "busybox-hvm-shadow", "ovmf-hvm", "pvgrub-pv", "libvirt-xen")
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(7200)
+def test_every_guest_boots_on_the_whole_stack(tmp_path: Path) -> None:
+    """`raisin test` on a realized whole-stack project: every guest test passes.
+
+    RAISIN_TEST_STACK names the project directory (its raisin.toml, raisin.lock
+    and store/, e.g. examples/xen-stack-debian after `raisin realize`); the
+    tests run on a copy of its manifest and lock against that store (which
+    receives the test logs and inputs)."""
+    stack = os.environ.get("RAISIN_TEST_STACK")
+    if not stack:
+        pytest.skip("set RAISIN_TEST_STACK to a realized whole-stack project directory")
+    proj = tmp_path / "stack"
+    proj.mkdir()
+    for f in ("raisin.toml", "raisin.lock"):
+        shutil.copy(Path(stack) / f, proj / f)
+    junit = tmp_path / "junit.xml"
+    r = raisin(
+        "--store",
+        str(Path(stack) / "store"),
+        "test",
+        "-j",
+        "1",
+        "--junit",
+        str(junit),
+        *STACK_GUESTS,
+        cwd=proj,
+        timeout=7200,
+    )
+    rows = _rows(r.out)
+    times = {
+        c.get("name"): float(c.get("time", "0")) for c in ET.parse(junit).getroot().iter("testcase")
+    }
+    print("per-test seconds:", times)
+    assert {n: rows[n][1] for n in STACK_GUESTS} == {n: "pass" for n in STACK_GUESTS}, r
+    assert r.code == 0, r
