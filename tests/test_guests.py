@@ -238,7 +238,7 @@ def _copy_example(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(5400)
 def test_pv_and_pvh_guests_boot_on_the_realized_xen(tmp_path: Path) -> None:
-    """busybox-pv and busybox-pvh on examples/xen-debian (builds Xen first when the store is empty)."""
+    """busybox-pv, busybox-pvh, xl-save-restore on examples/xen-debian (builds Xen first when the store is empty)."""
     if shutil.which("qemu-system-x86_64") is None or shutil.which("apt-get") is None:
         pytest.skip("needs qemu-system-x86 and apt-get")
     proj = _copy_example(tmp_path)
@@ -254,6 +254,7 @@ def test_pv_and_pvh_guests_boot_on_the_realized_xen(tmp_path: Path) -> None:
         "2",
         "busybox-pv",
         "busybox-pvh",
+        "xl-save-restore",
         "--junit",
         str(junit),
         cwd=proj,
@@ -266,6 +267,7 @@ def test_pv_and_pvh_guests_boot_on_the_realized_xen(tmp_path: Path) -> None:
         "dom0-boots": "pass",
         "busybox-pv": "pass",
         "busybox-pvh": "pass",
+        "xl-save-restore": "pass",
     }, r.out
     times = {
         c.get("name"): float(c.get("time", "0")) for c in ET.parse(junit).getroot().iter("testcase")
@@ -275,6 +277,8 @@ def test_pv_and_pvh_guests_boot_on_the_realized_xen(tmp_path: Path) -> None:
     pvh = (logs / "busybox-pvh.log").read_text()
     assert "HVM: SVM enabled" in pvh
     assert re.search(r"guest: RAISIN-GUEST-OK: \S+ on xen PVH", pvh)
+    saved = (logs / "xl-save-restore.log").read_text()
+    assert re.search(r"RAISIN-SAVE-RESTORE-OK: saved at \d+, counting on at \d+", saved)
 
 
 # ---------------------------------------------------------------- stack: every component
