@@ -40,10 +40,28 @@ rt_show_dm() {
   return 0
 }
 
-# rt_xl_guest NAME [SECONDS]: xl create /guest/NAME/guest.cfg, wait for the
-# guest to power off, print its console, say "guest NAME done".
+# rt_follow_console NAME: print the guest's console logs as they grow, each
+# line prefixed "guest: " (so a test's fail-on patterns fire while the guest
+# runs, not after it); rt_unfollow_console NAME stops that.
+rt_follow_console() {
+  local f i=0
+  for f in /var/log/xen/console/guest-$1.log /var/log/xen/console/serial-$1.log; do
+    i=$((i + 1))
+    (tail -n +1 -F "$f" 2> /dev/null & echo $! > /tmp/follow-$1.$i; wait) | sed 's/^/guest: /' &
+  done
+}
+rt_unfollow_console() {
+  sleep 2 # tail polls once a second: let it print the last lines
+  kill $(cat /tmp/follow-$1.* 2> /dev/null) 2> /dev/null
+  rm -f /tmp/follow-$1.*
+  return 0
+}
+
+# rt_xl_guest NAME [SECONDS]: xl create /guest/NAME/guest.cfg with its console
+# followed, wait for the guest to power off (at most SECONDS), say "guest NAME done".
 rt_xl_guest() {
   rt_consoled
+  rt_follow_console $1
   if xl create /guest/$1/guest.cfg; then
     rt_wait_gone $1 "${2:-240}"
     xl list
@@ -52,6 +70,6 @@ rt_xl_guest() {
     say "xl create failed: $1"
     rt_show_dm $1
   fi
-  rt_show_console $1
+  rt_unfollow_console $1
   say "guest $1 done"
 }
