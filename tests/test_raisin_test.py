@@ -622,7 +622,7 @@ bb = {unpinned}
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # builds Xen first: ~5 min alone on 2 cores, much more on a busy machine
 def test_real_stack_boots_under_qemu(tmp_path: Path) -> None:
-    """seabios-boots, xen-boots, dom0-boots, busybox-pv on examples/xen-debian (builds it: ~5-7 min)."""
+    """Every recipe test on examples/xen-debian (builds it: ~5-7 min idle, ~18 min on busy cores)."""
     if shutil.which("qemu-system-x86_64") is None or shutil.which("apt-get") is None:
         pytest.skip("needs qemu-system-x86 and apt-get")
     proj = tmp_path / "xen-debian"
@@ -632,17 +632,29 @@ def test_real_stack_boots_under_qemu(tmp_path: Path) -> None:
     r = raisin("test", "-j", "2", "--junit", str(junit), cwd=proj, timeout=3600)
     assert r.code == 0, r
     rows = _rows(r.out)
+    # the guests that need qemu-xen, PV-GRUB2, OVMF or libvirt are skipped by name here
     assert {n: row[1] for n, row in rows.items()} == {
         "seabios-boots": "pass",
         "xen-boots": "pass",
         "dom0-boots": "pass",
         "busybox-pv": "pass",
+        "busybox-pvh": "pass",
+        "busybox-hvm": "skip",
+        "busybox-hvm-shadow": "skip",
+        "xl-save-restore": "pass",
+        "pvgrub-pv": "skip",
+        "ovmf-hvm": "skip",
+        "libvirt-xen": "skip",
     }, r.out
+    assert re.search(
+        r"^pvgrub-pv\s+skip\s+-\s+needs a component built with the 'grub' recipe",
+        r.out,
+        re.MULTILINE,
+    )
     times = {
         c.get("name"): float(c.get("time", "0")) for c in ET.parse(junit).getroot().iter("testcase")
     }
     print("per-test seconds:", times)
-    assert sum(times.values()) < 300, times
     logs = proj / "store/.raisin/test-logs"
     assert "SeaBIOS (version 1.16.2-raisin)" in (logs / "seabios-boots.log").read_text()
     assert "Xen version 4.17.5 (" in (logs / "xen-boots.log").read_text()

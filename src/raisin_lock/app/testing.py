@@ -30,7 +30,7 @@ from raisin_lock.build.events import Events
 from raisin_lock.errors import HashMismatch, InputError, RaisinError
 from raisin_lock.lock.lockfile import Lock
 from raisin_lock.store.local import Store
-from raisin_lock.testing import console
+from raisin_lock.testing import LIB_DIR, console
 from raisin_lock.testing.inputs import InputUnavailable
 from raisin_lock.testing.inputs import resolve as resolve_input
 from raisin_lock.testing.results import Progress, Status, TestResult, TestRun
@@ -181,8 +181,14 @@ def _one(
             env[f"{_var(a)}_dir"] = str(done[a].workdir)
     workdir = workroot / case.name
     (workdir / ".tmp").mkdir(parents=True)
-    env.update(HOME=str(workdir), TMPDIR=str(workdir / ".tmp"), RAISIN_TEST_DIR=str(workdir))
+    env.update(
+        HOME=str(workdir),
+        TMPDIR=str(workdir / ".tmp"),
+        RAISIN_TEST_DIR=str(workdir),
+        RAISIN_TEST_LIB=str(workdir / ".lib"),
+    )
     try:
+        shutil.copytree(LIB_DIR, workdir / ".lib")
         for rel, text in case.files.items():
             f = workdir / rel
             f.parent.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,21 @@ any Linux laptop or CI runner can run them; the console is the oracle.
 - :mod:`.results` — what a test and a run report (the use case that runs
   them is :mod:`raisin_lock.app.testing`).
 - :mod:`.junit` — JUnit XML for CI.
+- ``lib/`` (:data:`LIB_DIR`) — the shell library the recipes' boot tests
+  share instead of copying: ``guest.sh`` (one initramfs builder for dom0 and
+  guests, one disk-image maker, one QEMU command line, guest overlays),
+  ``dom0.sh`` and ``dom0-init`` (inside dom0), ``guest-init`` (inside a
+  guest). The runner copies it into every test directory and names the copy
+  ``$RAISIN_TEST_LIB``, so a kept directory replays on its own.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from raisin_lock.testing.results import TestResult, TestRun
 from raisin_lock.testing.spec import TestCase, collect
 
-__all__ = ["TestCase", "TestResult", "TestRun", "collect"]
+LIB_DIR = Path(__file__).parent / "lib"
+
+__all__ = ["LIB_DIR", "TestCase", "TestResult", "TestRun", "collect"]
