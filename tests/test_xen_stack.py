@@ -176,7 +176,7 @@ chmod 755 configure
 """
 
 GRUB_CONFIGURE = r"""#!/bin/sh
-# Fake GRUB configure, run from a build directory: --target=T --with-platform=xen
+# Fake GRUB configure, run from a build directory: --target=T --with-platform=xen|xen_pvh
 set -eu
 srcdir=$(cd "$(dirname "$0")" && pwd)
 target= platform=
@@ -186,9 +186,9 @@ for a in "$@"; do
     --with-platform=*) platform=${a#*=} ;;
   esac
 done
-[ "$platform" = xen ] || { echo "configure: unexpected platform '$platform'" >&2; exit 1; }
+case $platform in xen|xen_pvh) ;; *) echo "configure: unexpected platform '$platform'" >&2; exit 1 ;; esac
 printf '%s\n' "$@" > config.args
-sed -e "s|@target@|$target|g" -e "s|@srcdir@|$srcdir|g" "$srcdir/Makefile.in" > Makefile
+sed -e "s|@target@|$target-$platform|g" -e "s|@srcdir@|$srcdir|g" "$srcdir/Makefile.in" > Makefile
 """
 
 GRUB_MAKEFILE_IN = """\
@@ -285,7 +285,12 @@ LIBVIRT_DRIVERS = [
     "ch",
     "bhyve",
 ]
-LIBVIRT_OPTIONS = [f"driver_{d}" for d in LIBVIRT_DRIVERS] + ["docs", "tests"]
+LIBVIRT_OPTIONS = [f"driver_{d}" for d in LIBVIRT_DRIVERS] + [
+    "driver_remote",
+    "yajl",
+    "docs",
+    "tests",
+]
 LIBVIRT_MESON = """\
 project('libvirt', 'c', version: '11.9.0', meson_version: '>= 0.56.0')
 xenlight = dependency('xenlight')
@@ -300,6 +305,9 @@ executable('libvirtd', 'libvirtd.c', dependencies: xenlight,
 """.format(json.dumps(LIBVIRT_OPTIONS).replace('"', "'"))
 LIBVIRT_MESON_OPTIONS = "".join(
     f"option('{o}', type: 'feature', value: 'auto')\n" for o in LIBVIRT_OPTIONS
+) + (
+    "option('init_script', type: 'combo', choices: ['systemd', 'openrc', 'check', 'none'], value: 'check')\n"
+    "option('runstatedir', type: 'string', value: '')\n"
 )
 LIBVIRT_OPTIONS_IN = "".join(f"{o}=@{o}@\n" for o in LIBVIRT_OPTIONS)
 LIBVIRTD_C = """\
@@ -809,8 +817,8 @@ def test_realize_builds_qemu_xen_against_xen(built: dict[str, Path]) -> None:
 
 def test_realize_builds_pv_grub_images(built: dict[str, Path]) -> None:
     boot = built["grub"] / "usr/lib/xen/boot"
-    assert sorted(p.name for p in boot.iterdir()) == ["grub-i386-xen", "grub-x86_64-xen"]
-    for fmt in ("i386-xen", "x86_64-xen"):
+    assert sorted(p.name for p in boot.iterdir()) == ["grub-i386-xen_pvh", "grub-x86_64-xen"]
+    for fmt in ("i386-xen_pvh", "x86_64-xen"):
         image = (boot / f"grub-{fmt}").read_text()
         assert image.startswith(
             f"format: {fmt}\nmodules: configfile memdisk normal search tar\n"
@@ -861,6 +869,9 @@ def test_realize_builds_libvirt_with_libxl(built: dict[str, Path]) -> None:
     opts = dict(line.split("=", 1) for line in args_of(lv / "usr/share/libvirt/options.txt"))
     assert opts["driver_libxl"] == opts["driver_libvirtd"] == "enabled"
     assert {opts[f"driver_{d}"] for d in LIBVIRT_DRIVERS[2:]} == {"disabled"}
+    assert (
+        opts["driver_remote"] == opts["yajl"] == "enabled"
+    )  # libvirtd needs them; everything else is pinned off
     assert opts["docs"] == opts["tests"] == "disabled"
 
 
