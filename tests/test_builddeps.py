@@ -242,9 +242,7 @@ def test_prompt_without_a_terminal_installs_nothing(tmp_path: Path) -> None:
         tmp_path,
         {"a": f'source = {{ path = "src" }}\nbuild = ["true"]\nbuild-deps = ["{NO_SUCH}"]\n'},
     )
-    t0 = time.monotonic()
-    r = _run("install-builddep", cwd=proj)
-    assert time.monotonic() - t0 < 30  # answered "no" at once, did not wait for input
+    r = _run("install-builddep", cwd=proj)  # stdin closed: a prompt that waited would hang here
     assert r.returncode == 1
     assert NO_SUCH in r.stdout
     assert "not installing: no terminal to ask on" in r.stderr and "-y" in r.stderr

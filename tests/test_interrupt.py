@@ -20,11 +20,11 @@ def _sleeper(proj: Path) -> None:
     (proj / "src" / "f").write_text("f\n")
     (proj / "raisin.toml").write_text(
         '[components.sleeper]\nsource = { path = "src" }\n'
-        'build = ["mkdir $out", "echo started", "sleep 20", "touch $out/done"]\n'
+        'build = ["mkdir $out", "echo started", "sleep 900", "touch $out/done"]\n'
     )
 
 
-def _interrupt(proj: Path, sig: int, *extra: str) -> tuple[int, float, str]:
+def _interrupt(proj: Path, sig: int, *extra: str) -> tuple[int, str]:
     assert raisin("lock", cwd=proj).code == 0
     p = subprocess.Popen(
         [RAISIN, "realize", *extra],
@@ -43,12 +43,10 @@ def _interrupt(proj: Path, sig: int, *extra: str) -> tuple[int, float, str]:
     logs = proj / "store" / ".raisin" / "logs"
     while not any("started" in log.read_text() for log in logs.glob("*sleeper*.log")):
         time.sleep(0.05)
-    t0 = time.monotonic()
     os.killpg(p.pid, sig)
-    code = p.wait(timeout=60)
-    elapsed = time.monotonic() - t0
+    code = p.wait(timeout=60)  # the build sleeps 900 s: exiting within this means it was killed
     err = "".join(seen) + p.stderr.read()
-    return code, elapsed, err
+    return code, err
 
 
 @pytest.mark.parametrize("sandbox", ["bwrap", "none"])
@@ -58,9 +56,9 @@ def test_interrupt_stops_the_build_registers_nothing_and_cleans_up(
 ) -> None:
     proj = tmp_path / "p"
     _sleeper(proj)
-    code, elapsed, err = _interrupt(proj, sig, "--sandbox", sandbox)
+    code, err = _interrupt(proj, sig, "--sandbox", sandbox)
     assert code == 130, err
-    assert elapsed < 10, (elapsed, err)  # a bound (the build sleeps 20 s), not a speed test
+    # the build sleeps 900 s and raisin had 60 s to exit (p.wait above): it killed the build
     assert "interrupted" in err and "Traceback" not in err
     r = raisin("show", "--json", cwd=proj)
     assert r.code == 0, r
