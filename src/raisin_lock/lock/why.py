@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from raisin_lock.lock import graph
 from raisin_lock.lock.lockfile import Lock, LockedComponent
 
 
@@ -151,12 +152,4 @@ def root_causes(explanations: list[Explanation], name: str) -> list[str]:
 
 def dependency_paths(lk: Lock, start: str, target: str) -> list[list[str]]:
     """Every dependency path from ``start`` to ``target`` (empty: ``start`` does not need it)."""
-    import networkx as nx
-
-    g = nx.DiGraph()
-    for n, c in lk.components.items():
-        g.add_node(n)
-        g.add_edges_from((n, d) for d in c.deps)
-    if start == target:
-        return [[start]]
-    return sorted(list(p) for p in nx.all_simple_paths(g, start, target))
+    return graph.why_paths({n: c.deps for n, c in lk.components.items()}, start, target)

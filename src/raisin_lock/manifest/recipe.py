@@ -39,6 +39,8 @@ raisin that reads them, and a lock never records them).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shlex
 import tomllib
@@ -84,7 +86,6 @@ def available() -> list[str]:
 
 
 def load(name: str) -> Recipe:
-    import hashlib
 
     res = resources.files("raisin_lock.manifest.recipes").joinpath(f"{name}.toml")
     if not res.is_file():
@@ -107,11 +108,19 @@ def load(name: str) -> Recipe:
         steps=tuple(steps),
         build_deps={k: tuple(v) for k, v in data.get("build-deps", {}).items()},
         fetch=tuple(fetch),
-        text_hash=hashlib.sha256(text.encode()).hexdigest(),
+        text_hash=_expansion_hash(data),
         env=dict(data.get("env", {})),
         activate=dict(data.get("activate", {})),
         tests=_tests(name, data.get("tests", {})),
     )
+
+
+def _expansion_hash(data: dict[str, Any]) -> str:
+    """SHA-256 of what expansion reads (steps, fetch, options, env, build-deps, activate):
+    a change to a recipe's doc or tests is no drift of the locks made from it."""
+    keys = ("format", "steps", "fetch", "options", "env", "build-deps", "activate")
+    canonical = json.dumps({k: data.get(k) for k in keys}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _tests(recipe: str, tables: dict[str, Any]) -> dict[str, Any]:
