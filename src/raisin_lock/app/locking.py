@@ -201,11 +201,7 @@ def _lock(
     offline: bool = False,
     report: Report = quiet,
 ) -> LockResult:
-    """Resolve new or changed components; keep every other pin as it is.
-
-    ``update``: None = only what changed, [] = everything, [names] = those.
-    ``check``: write nothing; return the stale components (and why).
-    """
+    """:func:`lock` without the drift notes."""
     old = read_lock(project)
     if (
         old is not None

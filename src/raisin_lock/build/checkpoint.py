@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from raisin_lock import atomic
 from raisin_lock.build import ccache
 from raisin_lock.build.sandbox import BuildSpec
 from raisin_lock.lock.derivation import Derivation
@@ -89,10 +90,14 @@ def restore(store_root: Path, name: str, want: str, new_src: Path, dest: Path) -
     old_src = store_root / str(recorded.get("source", ""))
     if recorded.get("key") != want or not old_src.is_dir() or not (home / "src").is_dir():
         return False
-    if dest.exists():
+    try:
+        if dest.exists():
+            tree.remove(dest)
+        os.rename(home / "src", dest)  # taken: a concurrent build of the same name starts fresh
+        _apply(old_src, new_src, dest)
+    except OSError:  # a checkpoint only saves time: start from a fresh copy instead
         tree.remove(dest)
-    os.rename(home / "src", dest)
-    _apply(old_src, new_src, dest)
+        return False
     return True
 
 
@@ -100,11 +105,14 @@ def save(store_root: Path, name: str, want: str, src: str, work: Path) -> None:
     """Keep the working tree ``work`` of a successful build (from source ``src``, a store
     path's base name) as ``name``'s checkpoint."""
     home = store_root / CHECKPOINTS / name
-    home.mkdir(parents=True, exist_ok=True)
-    tree.remove(home / "src")
-    os.rename(work, home / "src")
-    doc = {"key": want, "source": src, "saved": int(time.time())}
-    (home / "checkpoint.json").write_text(json.dumps(doc) + "\n")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tree.remove(home / "src")
+        os.rename(work, home / "src")
+        doc = {"key": want, "source": src, "saved": int(time.time())}
+        atomic.write_text(home / "checkpoint.json", json.dumps(doc) + "\n")
+    except OSError:  # another build of the same name saved first, or no space: no checkpoint
+        return
 
 
 def trim(store_root: Path, *, days: int = 30) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from raisin_lock.cli import options
 from raisin_lock.cli.context import Context
 
 
@@ -26,9 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--bad", required=True, metavar="REF", help="a commit, tag or branch known bad")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds (default: cores)")
-    p.add_argument(
-        "--sandbox", choices=["auto", "bwrap", "none"], default="auto", help="as for realize"
-    )
+    options.sandbox(p)
     p.set_defaults(run=run, after_dashes=[])
 
 

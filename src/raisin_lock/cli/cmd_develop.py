@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from raisin_lock.cli import options
 from raisin_lock.cli.context import Context
 
 
@@ -21,12 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("name", metavar="NAME", help="the component whose build environment to enter")
     p.add_argument("-c", dest="command", metavar="CMD", help="run this (sh -c) instead of a shell")
-    p.add_argument(
-        "--sandbox", choices=["auto", "bwrap", "none"], default="auto", help="as for realize"
-    )
-    p.add_argument(
-        "--offline", action="store_true", help="fetch nothing (sources must be in the store)"
-    )
+    options.sandbox(p)
+    options.offline(p)
     p.set_defaults(run=run)
 
 

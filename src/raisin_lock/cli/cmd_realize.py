@@ -7,6 +7,7 @@ import argparse
 import threading
 from pathlib import Path
 
+from raisin_lock.cli import options
 from raisin_lock.cli.context import Context
 
 
@@ -52,17 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="build from raisin.lock as it is, without looking at raisin.toml or path sources",
     )
     p.add_argument("--lock", dest="lock_file", default=None, help="build from this lock alone")
-    p.add_argument(
-        "--sandbox",
-        choices=["auto", "bwrap", "none"],
-        default="auto",
-        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
-    )
-    p.add_argument(
-        "--offline",
-        action="store_true",
-        help="fetch nothing: use only sources already in the store or local mirrors",
-    )
+    options.sandbox(p)
+    options.offline(p)
     p.add_argument(
         "--substituter",
         action="append",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raisin_lock.cli import options
 from raisin_lock.cli.context import Context
 
 if TYPE_CHECKING:
@@ -33,17 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "-j", "--jobs", type=int, default=None, help="build jobs for realizing what is missing"
     )
-    p.add_argument(
-        "--sandbox",
-        choices=["auto", "bwrap", "none"],
-        default="auto",
-        help="auto: bubblewrap when it works, else none; bwrap: require it; none: no sandbox",
-    )
-    p.add_argument(
-        "--offline",
-        action="store_true",
-        help="fetch nothing: use only sources already in the store or local mirrors",
-    )
+    options.sandbox(p)
+    options.offline(p)
     p.add_argument(
         "--json",
         action="store_true",
