@@ -664,3 +664,25 @@ def test_build_edit_with_changed_directory_repins_the_path_source(path_proj: Pat
     after = _lock(path_proj)["components"]["a"]
     assert after["env"] == {"K": "w"}
     assert after["source"]["nar_hash"] == nix_hash(path_proj / "src") != before
+
+
+def test_a_bad_url_hash_writes_nothing(tmp_path: Path) -> None:
+    import io
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pkg/f.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "a.tgz").write_bytes(data.getvalue())
+    wrong = "sha256-" + "A" * 43 + "="
+    (proj / "raisin.toml").write_text(
+        f'[components.a]\nsource = {{ url = "file://{tmp_path}/a.tgz", hash = "{wrong}" }}\n'
+        'build = ["mkdir $out"]\n'
+    )
+    r = raisin("lock", cwd=proj)
+    assert r.code == 2, r
+    assert f"raisin.toml:2: components.a.source: file://{tmp_path}/a.tgz: expected {wrong}" in r.err
+    assert sorted(p.name for p in proj.iterdir()) == ["raisin.toml"]

@@ -26,6 +26,7 @@ from raisin_lock.lock.pins import LockedSource
 from raisin_lock.manifest import actions
 from raisin_lock.manifest import recipe as recipes
 from raisin_lock.sources import FetchContext, materialize, resolve
+from raisin_lock.store import tree
 from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
@@ -188,7 +189,13 @@ def lock(
     ``check``: write nothing; return the stale components (and why).
     Either way ``drift`` names the components a newer recipe would change.
     """
-    res = _lock(project, update=update, check=check, offline=offline, report=report)
+    fresh_store = not project.store_root.exists()
+    try:
+        res = _lock(project, update=update, check=check, offline=offline, report=report)
+    except BaseException:
+        if fresh_store:  # a bad URL, ref or hash leaves nothing behind, not even an empty store
+            tree.remove(project.store_root)
+        raise
     res.drift = recipe_drift(res.lock)
     return res
 
