@@ -10,7 +10,9 @@ build dependencies, which the test installs with ``raisin install-builddep
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -69,13 +71,22 @@ def test_ovmf_is_where_libxl_looks_for_it(outs: dict[str, Path]) -> None:
     assert b"_FVH" in fd.read_bytes()  # a firmware volume header
 
 
+def _run(argv: list[str], libs: list[Path]) -> str:
+    env = dict(os.environ, LD_LIBRARY_PATH=":".join(str(p) for p in libs))
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
 def test_qemu_xen_is_the_device_model(outs: dict[str, Path]) -> None:
     q = outs["qemu-xen"]
     dm = q / "usr/lib/xen/bin/qemu-system-i386"
     assert dm.is_file() and dm.stat().st_mode & 0o111
-    assert b"xen" in dm.read_bytes()
-    # linked against the xen output's libraries, found through its .pc files
-    assert (q / "usr/share/qemu-xen/qemu/keymaps/en-us").is_file()
+    # linked against the xen output's libraries (found through its .pc files); Xen is its only accelerator
+    accels = _run([str(dm), "-accel", "help"], [outs["xen"] / "usr/lib"]).split()
+    assert accels[-1:] == ["xen"], accels
+    assert (q / "usr/share/qemu-xen/qemu/keymaps/en-us").is_file()  # wanted even with vnc=0
+    assert (q / "usr/share/qemu-xen/qemu/linuxboot_dma.bin").is_file()  # for kernel= direct boot
 
 
 def test_pv_grub_images(outs: dict[str, Path]) -> None:
@@ -89,9 +100,13 @@ def test_pv_grub_images(outs: dict[str, Path]) -> None:
 
 def test_libvirt_with_the_libxl_driver(outs: dict[str, Path]) -> None:
     lv = outs["libvirt"]
-    assert (lv / "usr/sbin/libvirtd").is_file()
     drivers = list(lv.glob("usr/lib/*/libvirt/connection-driver/libvirt_driver_libxl.so"))
     assert drivers, sorted(str(p.relative_to(lv)) for p in lv.glob("usr/lib/**/*.so"))
+    libvirtd = _run(
+        [str(lv / "usr/sbin/libvirtd"), "--version"],
+        [drivers[0].parents[2], outs["xen"] / "usr/lib"],
+    )
+    assert libvirtd.split()[-1] == "9.0.0", libvirtd
     others = {p.name for p in lv.glob("usr/lib/*/libvirt/connection-driver/*.so")} - {
         "libvirt_driver_libxl.so"
     }
