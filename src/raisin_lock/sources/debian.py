@@ -13,12 +13,15 @@ top ``debian/changelog`` entry's date.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -84,6 +87,23 @@ def _host_sources() -> list[tuple[str, str, list[str], str | None]]:
 
 def apt_root(ctx: FetchContext) -> Path:
     return ctx.store.root / ".raisin" / "apt"
+
+
+@contextlib.contextmanager
+def _apt_locked(ctx: FetchContext) -> Iterator[Path]:
+    """The private apt state, held exclusively: components fetched in parallel
+    (and other raisin processes on the same store) share it, and apt's own
+    locking is off (Debug::NoLocking, so no root-owned /var/lib/apt lock is
+    needed); two ``apt-get update`` runs on one lists directory break each
+    other ("Failed to stat .../lists/partial/...")."""
+    root = apt_root(ctx)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".raisin-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield root
+    finally:
+        os.close(fd)
 
 
 def _apt_opts(root: Path) -> list[str]:
@@ -181,6 +201,11 @@ def available_versions(root: Path, name: str) -> list[str]:
 
 
 def _download(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
+    with _apt_locked(ctx):
+        return _download_locked(name, version, ctx, into)
+
+
+def _download_locked(name: str, version: str, ctx: FetchContext, into: Path) -> Path:
     root = _prepare(ctx)
     p = subprocess.run(
         [
