@@ -322,3 +322,91 @@ def test_every_guest_boots_on_the_whole_stack(tmp_path: Path) -> None:
     print("per-test seconds:", times)
     assert {n: rows[n][1] for n in STACK_GUESTS} == {n: "pass" for n in STACK_GUESTS}, r
     assert r.code == 0, r
+
+
+# ------------------------------------------------- stack: each broken path turns red
+
+# raisin.toml additions that break one component's path, each extending the
+# recipe's test of that name (key by key), and what its failure must show.
+BROKEN = {
+    # another platform build of the same EDK II release: Debian's binary
+    # ovmf package (OvmfPkgX64.dsc, the QEMU platform), at the store path
+    # libxl loads OVMF from, instead of the realized OvmfXen build
+    "ovmf-hvm": (
+        """
+[tests.ovmf-hvm]
+inputs.otherfw = { debian-binary = "ovmf", keep = ["usr/share/ovmf/OVMF.fd"] }
+run = [
+  ". $RAISIN_TEST_LIB/guest.sh",
+  "rt_cpu npt",
+  "g=guest-ovmf-hvm && mkdir -p $g esp && cp guest.cfg $g/",
+  "cp $dom0_boots_dir/vmlinuz esp/vmlinuz.efi && cp startup.nsh esp/",
+  "rt_guest_initramfs esp/initrd.gz",
+  "rt_fat_disk $g/esp.img esp 48",
+  "rt_dm_overlay overlay-ovmf-hvm",
+  "install -D -m 644 $otherfw/usr/share/ovmf/OVMF.fd overlay-ovmf-hvm/raisin/store/$(basename $ovmf)/usr/share/ovmf/OVMF.fd",
+  "rt_add_guest ovmf-hvm",
+  "RT_QEMU=$qemu_tcg/usr/bin/qemu-system-x86_64 RT_XEN_ARGS=guest_loglvl=all rt_boot dom0-ovmf-hvm.cpio.gz",
+]
+""",
+        r"raisin-dom0: guest ovmf-hvm done",
+    ),
+    # Debian's own QEMU (qemu-system-x86, built with Xen support) where libxl
+    # starts the device model: a later initramfs overlay replaces the realized
+    # qemu-xen binary
+    "busybox-hvm": (
+        """
+[tests.busybox-hvm]
+run = [
+  ". $RAISIN_TEST_LIB/guest.sh",
+  "rt_cpu npt",
+  "sh mkhvm.sh busybox-hvm",
+  "f=$(readlink -f /usr/bin/qemu-system-i386) && rt_copy_bin other $f $(dirname $f)",
+  "mkdir -p other/usr/lib/xen/bin && mv other/qemu-system-i386 other/usr/lib/xen/bin/",
+  "rt_initramfs other other.cpio.gz && cat dom0-busybox-hvm.cpio.gz other.cpio.gz > dom0-other-dm.cpio.gz",
+  "RT_XEN_ARGS=guest_loglvl=all rt_boot dom0-other-dm.cpio.gz",
+]
+""",
+        (
+            r"RAISIN-DOM0-FAILED: busybox-hvm: device model /usr/lib/xen/bin/qemu-system-i386"
+            r" is not the realized qemu-xen"
+        ),
+    ),
+    # a grub.cfg on the guest's disk that names a kernel the disk lacks
+    "pvgrub-pv": (
+        """
+[tests.pvgrub-pv.files]
+"grub.cfg" = '''
+set timeout=0
+menuentry "raisin busybox" {
+  linux /boot/no-such-vmlinuz console=hvc0 raisin.booted-by=pv-grub2
+  initrd /boot/initrd.gz
+}
+'''
+""",
+        r"guest: .*error: file .*/boot/no-such-vmlinuz.* not found",
+    ),
+}
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_component_path_turns_its_test_red(tmp_path: Path, name: str) -> None:
+    """Each guest test fails, with the console tail, when its component's path
+    is broken (RAISIN_TEST_STACK as for the test above)."""
+    stack = os.environ.get("RAISIN_TEST_STACK")
+    if not stack:
+        pytest.skip("set RAISIN_TEST_STACK to a realized whole-stack project directory")
+    if name == "busybox-hvm" and not Path("/usr/bin/qemu-system-i386").exists():
+        pytest.skip("needs Debian's qemu-system-i386 (qemu-system-x86) as the other device model")
+    proj = tmp_path / "stack"
+    proj.mkdir()
+    shutil.copy(Path(stack) / "raisin.lock", proj / "raisin.lock")
+    extra, shown = BROKEN[name]
+    (proj / "raisin.toml").write_text((Path(stack) / "raisin.toml").read_text() + extra)
+    r = raisin("--store", str(Path(stack) / "store"), "test", name, cwd=proj, timeout=3500)
+    rows = _rows(r.out)
+    assert rows[name][1] == "FAIL", r
+    assert r.code == 1, r
+    assert re.search(shown, r.out + r.err), r  # the console tail shows why

@@ -57,12 +57,38 @@ rt_unfollow_console() {
   return 0
 }
 
+# rt_check_dm NAME: if the overlay carries /etc/raisin-test/qemu-xen.sha256
+# (rt_dm_overlay writes it), the device model running for domain NAME must be
+# that binary, the realized qemu-xen: says so, or fails dom0 (RAISIN-DOM0-FAILED).
+rt_check_dm() {
+  local want id p exe got
+  [ -e /etc/raisin-test/qemu-xen.sha256 ] || return 0
+  want=$(cat /etc/raisin-test/qemu-xen.sha256)
+  id=$(xl domid "$1" 2> /dev/null) || { echo "RAISIN-DOM0-""FAILED: $1: no domain"; return 0; }
+  for p in /proc/[0-9]*; do
+    tr '\0' ' ' < $p/cmdline 2> /dev/null | grep -q -- "-xen-domid $id " || continue
+    exe=$(readlink $p/exe)
+    got=$(sha256sum $p/exe | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then
+      say "$1: device model $exe is the realized qemu-xen"
+    else
+      echo "RAISIN-DOM0-""FAILED: $1: device model $exe is not the realized qemu-xen (sha256 $got, expected $want)"
+    fi
+    return 0
+  done
+  echo "RAISIN-DOM0-""FAILED: $1: no device model runs for domain $id"
+}
+
 # rt_xl_guest NAME [SECONDS]: xl create /guest/NAME/guest.cfg with its console
-# followed, wait for the guest to power off (at most SECONDS), say "guest NAME done".
+# followed (and its device model checked while it runs: rt_check_dm, said
+# after the console, so in a fixed order), wait for the guest to power off
+# (at most SECONDS), say "guest NAME done".
 rt_xl_guest() {
   rt_consoled
   rt_follow_console $1
+  rm -f /tmp/dm-check-$1
   if xl create /guest/$1/guest.cfg; then
+    rt_check_dm $1 > /tmp/dm-check-$1
     rt_wait_gone $1 "${2:-240}"
     xl list
     xl destroy $1 2> /dev/null
@@ -71,5 +97,6 @@ rt_xl_guest() {
     rt_show_dm $1
   fi
   rt_unfollow_console $1
+  cat /tmp/dm-check-$1 2> /dev/null
   say "guest $1 done"
 }

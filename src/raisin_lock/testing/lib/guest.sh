@@ -8,7 +8,8 @@
 # $kernel and $busybox (the Debian binary inputs of dom0-boots), and
 # $dom0_boots_dir (the directory dom0-boots left: xen, vmlinuz, rootfs/,
 # dom0.cpio.gz). Knobs: RT_CPU (QEMU -cpu; PVH/HVM need an SVM CPU, see
-# rt_cpu), RT_MEM (MiB, default 1024), RT_XEN_ARGS (more Xen arguments).
+# rt_cpu), RT_MEM (MiB, default 1024), RT_XEN_ARGS (more Xen arguments),
+# RT_QEMU (the emulator; default: the host's qemu-system-x86_64).
 
 RT_LIB=${RAISIN_TEST_LIB:-$(pwd)}
 
@@ -175,10 +176,14 @@ rt_add_guest() {
 # libraries it links, hvmloader where libxl looks (/usr/lib/xen/boot), and
 # the device model's data: qemu-xen's own, plus what it did not build from
 # $dmdata (Debian's qemu-system-data: keymaps, which it opens even with no
-# display, and linuxboot_dma.bin for `kernel=` boot).
+# display, and linuxboot_dma.bin for `kernel=` boot). The binary's SHA-256
+# goes along: dom0 checks that the device model libxl starts is that binary
+# (rt_check_dm), so a guest served by any other QEMU fails.
 rt_dm_overlay() {
   local o=$1
   rt_copy_bin "$o" "$qemu_xen/usr/lib/xen/bin/qemu-system-i386" "$qemu_xen"
+  mkdir -p "$o/etc/raisin-test"
+  sha256sum "$qemu_xen/usr/lib/xen/bin/qemu-system-i386" | cut -d' ' -f1 > "$o/etc/raisin-test/qemu-xen.sha256"
   install -D -m 644 "$xen/usr/lib/xen/boot/hvmloader" "$o/usr/lib/xen/boot/hvmloader"
   mkdir -p "$o/usr/share/qemu-xen/qemu"
   if [ -d "$qemu_xen/usr/share/qemu-xen" ]; then cp -a "$qemu_xen/usr/share/qemu-xen/." "$o/usr/share/qemu-xen/"; fi
@@ -210,7 +215,7 @@ rt_cpu() {
 # Xen's console (com1) on stdout, dom0's on hvc0. Ends when QEMU does.
 rt_boot() {
   local d=${dom0_boots_dir:-.}
-  qemu-system-x86_64 -nodefaults -display none -monitor none -serial stdio -no-reboot \
+  "${RT_QEMU:-qemu-system-x86_64}" -nodefaults -display none -monitor none -serial stdio -no-reboot \
     ${RT_CPU:+-cpu "$RT_CPU"} -m "${RT_MEM:-1024}" -kernel "$d/xen" \
     -append "console=com1 dom0_mem=512M,max:512M${RT_XEN_ARGS:+ $RT_XEN_ARGS}" \
     -initrd "$d/vmlinuz console=hvc0,$1"
