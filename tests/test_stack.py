@@ -20,7 +20,7 @@ from conftest import install_builddeps, raisin
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(6 * 3600)]
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "xen-stack-debian"
-COMPONENTS = ["seabios", "ovmf", "xen", "qemu-xen", "grub", "libvirt", "linux"]
+COMPONENTS = ["seabios", "ovmf", "xen", "qemu-xen", "grub", "libvirt", "linux", "qemu-tcg"]
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,16 @@ def test_qemu_xen_is_the_device_model(outs: dict[str, Path]) -> None:
     assert accels[-1:] == ["xen"], accels
     assert (q / "usr/share/qemu-xen/qemu/keymaps/en-us").is_file()  # wanted even with vnc=0
     assert (q / "usr/share/qemu-xen/qemu/linuxboot_dma.bin").is_file()  # for kernel= direct boot
+
+
+def test_qemu_tcg_is_an_emulator_with_the_cr8_fix(stack: Path, outs: dict[str, Path]) -> None:
+    """The emulator the OVMF guest test runs Xen in: TCG only, x86_64, patched."""
+    q = outs["qemu-tcg"] / "usr/bin/qemu-system-x86_64"
+    accels = _run([str(q), "-accel", "help"], []).split()
+    assert accels[-1:] == ["tcg"], accels
+    r = raisin("log", "qemu-tcg", cwd=stack)
+    assert r.code == 0, r
+    assert "raisin: CR8 write takes the BQL" in r.out, r.out[-2000:]
 
 
 def test_pv_grub_images(outs: dict[str, Path]) -> None:
