@@ -115,6 +115,7 @@ run = [
   "rt_cpu npt && dom0_boots_dir=/d0 rt_boot g.cpio.gz",
   "rt_cpu shadow && RT_XEN_ARGS=guest_loglvl=all rt_boot g.cpio.gz",
   "rt_cpu vmx || echo rc=$?",
+  "cp qemu other-emulator && chmod +x other-emulator && rt_cpu pv && RT_QEMU=$PWD/other-emulator RT_QEMU_DATA=/q/data:/q/bios rt_boot h.cpio.gz",
 ]
 expect = [
   "qemu args: -nodefaults -display none -monitor none -serial stdio -no-reboot -m 1024 -kernel ./xen -append console=com1 dom0_mem=512M,max:512M -initrd ./vmlinuz console=hvc0,dom0.cpio.gz",
@@ -122,6 +123,7 @@ expect = [
   "-cpu qemu64,+svm -m 1024 -kernel ./xen -append console=com1 dom0_mem=512M,max:512M guest_loglvl=all -initrd",
   "raisin: rt_cpu: expected npt, shadow or pv, found vmx",
   "rc=1",
+  "qemu args: -L /q/data -L /q/bios -nodefaults -display none -monitor none -serial stdio -no-reboot -m 1024 -kernel ./xen",
 ]
 timeout = 30
 
@@ -346,7 +348,7 @@ run = [
   "rt_dm_overlay overlay-ovmf-hvm",
   "install -D -m 644 $otherfw/usr/share/ovmf/OVMF.fd overlay-ovmf-hvm/raisin/store/$(basename $ovmf)/usr/share/ovmf/OVMF.fd",
   "rt_add_guest ovmf-hvm",
-  "RT_QEMU=$qemu_tcg/usr/bin/qemu-system-x86_64 RT_XEN_ARGS=guest_loglvl=all rt_boot dom0-ovmf-hvm.cpio.gz",
+  "RT_QEMU=$qemu_tcg/usr/bin/qemu-system-x86_64 RT_QEMU_DATA=/usr/share/qemu:/usr/share/seabios RT_XEN_ARGS=guest_loglvl=all rt_boot dom0-ovmf-hvm.cpio.gz",
 ]
 """,
         r"raisin-dom0: guest ovmf-hvm done",

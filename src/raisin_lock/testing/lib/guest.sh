@@ -9,7 +9,10 @@
 # $dom0_boots_dir (the directory dom0-boots left: xen, vmlinuz, rootfs/,
 # dom0.cpio.gz). Knobs: RT_CPU (QEMU -cpu; PVH/HVM need an SVM CPU, see
 # rt_cpu), RT_MEM (MiB, default 1024), RT_XEN_ARGS (more Xen arguments),
-# RT_QEMU (the emulator; default: the host's qemu-system-x86_64).
+# RT_QEMU (the emulator; default: the host's qemu-system-x86_64) and
+# RT_QEMU_DATA (directories of its firmware, colon-separated, each an -L:
+# an emulator built without blobs uses the host's, e.g. Debian's
+# /usr/share/qemu:/usr/share/seabios).
 
 RT_LIB=${RAISIN_TEST_LIB:-$(pwd)}
 
@@ -214,8 +217,9 @@ rt_cpu() {
 # rt_boot INITRD: Xen, dom0's kernel and INITRD under QEMU's software emulation,
 # Xen's console (com1) on stdout, dom0's on hvc0. Ends when QEMU does.
 rt_boot() {
-  local d=${dom0_boots_dir:-.}
-  "${RT_QEMU:-qemu-system-x86_64}" -nodefaults -display none -monitor none -serial stdio -no-reboot \
+  local d=${dom0_boots_dir:-.} data="" dir
+  for dir in $(echo "${RT_QEMU_DATA:-}" | tr ':' ' '); do data="$data -L $dir"; done
+  "${RT_QEMU:-qemu-system-x86_64}" $data -nodefaults -display none -monitor none -serial stdio -no-reboot \
     ${RT_CPU:+-cpu "$RT_CPU"} -m "${RT_MEM:-1024}" -kernel "$d/xen" \
     -append "console=com1 dom0_mem=512M,max:512M${RT_XEN_ARGS:+ $RT_XEN_ARGS}" \
     -initrd "$d/vmlinuz console=hvc0,$1"
