@@ -5,7 +5,8 @@ stack that has a component built with that recipe; its ``needs`` name
 recipes, each mapped to the component built with it (so a recipe test works
 whatever the user called the component). A manifest's ``[tests.NAME]`` adds
 a test, or extends the recipe test of the same name key by key (``inputs``
-entry by entry) — to pin an input, lengthen a timeout or ``skip`` it.
+and ``files`` entry by entry) — to pin an input, replace one file, lengthen
+a timeout or ``skip`` it.
 
 Placeholders are filled here, once the lock is known: ``@NAME.version@`` (the
 locked version of a needed component), ``@NAME.release@`` (its leading
@@ -92,8 +93,8 @@ def _merge(base: TestSpec, override: TestSpec) -> TestSpec:
     update: dict[str, Any] = {}
     for key in override.model_fields_set:
         value = getattr(override, key)
-        if key == "inputs" and base.inputs and value is not None:
-            value = {**base.inputs, **value}
+        if key in ("inputs", "files") and getattr(base, key) and value is not None:
+            value = {**getattr(base, key), **value}
         update[key] = value
     return base.model_copy(update=update)
 
