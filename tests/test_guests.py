@@ -389,7 +389,7 @@ menuentry "raisin busybox" {
 }
 '''
 """,
-        r"guest: .*error: file .*/boot/no-such-vmlinuz.* not found",
+        r"error: file .*/boot/no-such-vmlinuz.* not found",
     ),
 }
 
