@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SUITES))
     ap.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
     ap.add_argument(
-        "--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources (~10 min)"
+        "--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources, and Xen's developer loop (~30 min)"
     )
     args = ap.parse_args()
     # Bytecode as a pip install leaves it: with PYTHONDONTWRITEBYTECODE set (as
@@ -45,7 +45,7 @@ def main() -> int:
 
     compileall.compile_dir(str(HERE.parent / "src"), quiet=1)
     rows: list[dict] = []
-    suites = args.only.split(",") + (["real"] if args.real else [])
+    suites = args.only.split(",") + (["real", "devloop_xen"] if args.real else [])
     for suite in suites:
         mod = importlib.import_module(f"bench_{suite}")
         with tempfile.TemporaryDirectory(prefix=f"raisin-bench-{suite}-") as tmp:
