@@ -50,6 +50,8 @@ def realize(
     fallback: bool = True,
     plan: planning.Plan | None = None,
     toolchain_mismatch: str | None = None,
+    remote: str | None = None,
+    remote_fallback: bool = False,
 ) -> RealizeResult:
     """Build what the lock says into the store; return a scheduler RealizeResult.
 
@@ -58,7 +60,9 @@ def realize(
     :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first);
     ``toolchain_mismatch``: ``"error"`` (the default with ``lock_file``) or
     ``"warn"`` (the default otherwise) when the host's toolchain differs from
-    the lock's record, as the outputs keep the lock's paths either way."""
+    the lock's record, as the outputs keep the lock's paths either way.
+    ``remote``: ``grpc[s]://HOST:PORT[/INSTANCE]``, builds run there as REAPI
+    actions (``remote_fallback``: locally when it does not answer)."""
     p = plan or planning.plan(
         project, names, lock_file=lock_file, offline=offline, report=report, sandbox=sandbox
     )
@@ -103,17 +107,27 @@ def realize(
         register_lock_root(store, (lock_file or project.lock_path).absolute())
         _order, valid = sched.plan(selected)
     missing = [n for n in _order if n not in valid]
+    builder = None
+    if remote:
+        from raisin_lock.remote.channel import parse_url
+        from raisin_lock.remote.execute import RemoteBuilder
+
+        builder = RemoteBuilder(sched, parse_url(remote), fallback=remote_fallback)
+        sched.remote_build = builder
     offered = sched.query_substitutes(missing) if subs and not check else set()
     to_build = [n for n in missing if n not in offered]
     if njobs == 0 or not fallback:
         to_build = []  # nothing is built locally (what no cache offers fails)
+    remote_only = builder is not None and not remote_fallback
     require_installed(  # stops with the missing packages and the command that installs them
         lk,
-        [*to_build, *(n for n in selected if check and n not in to_build)],
+        [] if remote_only else [*to_build, *(n for n in selected if check and n not in to_build)],
         warn=sched.events.warn,
         project_dir=None if lock_file else project.dir,
     )
-    if to_build or check:
+    if builder is not None and not check:
+        sched.sandbox = "bwrap"  # the action's wrapper runs bwrap on the worker
+    elif to_build or check:
         sched.sandbox = select_sandbox(sandbox)
     else:
         sched.sandbox_request = sandbox  # chosen only if a substitution falls back to a build
@@ -123,7 +137,11 @@ def realize(
         )
     store.cleanup()
     mismatch = toolchain_mismatch or ("error" if lock_file is not None else "warn")
-    diffs = toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else []
+    diffs = (
+        toolchain.differences(lk.toolchain, toolchain.probe())
+        if (to_build or check) and not remote_only
+        else []
+    )
     if diffs and mismatch == "error":
         raise InputError(
             "the host's toolchain differs from the lock's record, and the outputs would "
@@ -140,6 +158,8 @@ def realize(
         sched.events.close()
         if subs:
             subs.close()
+        if builder is not None:
+            builder.close()
 
 
 def verify_store(

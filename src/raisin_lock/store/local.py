@@ -106,6 +106,11 @@ class Store:
     def host_path(self, sp: StorePath) -> Path:
         return self.root / sp.base
 
+    def meta_dir(self, name: str) -> Path:
+        """``.raisin/<name>/``, created: per-path records beside the DB (remote builds)."""
+        (d := self._meta / name).mkdir(parents=True, exist_ok=True)
+        return d
+
     def log_path(self, sp: StorePath) -> Path:
         return self._meta / "logs" / f"{sp.base}.log"
 
