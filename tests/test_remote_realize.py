@@ -1,0 +1,166 @@
+"""``raisin realize --remote`` against a real BuildGrid (tests/reapi_server.py).
+
+Without a worker in this file, the farm's side is played by the test: it
+computes each derivation's Action exactly as raisin does (from store A,
+where the demo was built locally), stores the output and an ActionResult in
+the server, and checks that realize into an empty store takes it from the
+ActionCache, verifies it and registers it bit-identically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DEMO, nix_hash, raisin
+from reapi_server import buildgrid  # noqa: F401  (the session fixture)
+
+from raisin_lock.app import planning
+from raisin_lock.app.project import Project
+from raisin_lock.build.scheduler import Scheduler
+from raisin_lock.remote.cas import Cas, key
+from raisin_lock.remote.channel import open_channel, parse_url
+from raisin_lock.remote.execute import RemoteBuilder
+from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
+from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import (
+    remote_execution_pb2_grpc as re_grpc,
+)
+from raisin_lock.remote.tree import InputRoot
+from raisin_lock.sources import FetchContext
+
+JOBS = "2"
+
+
+def _copy_demo(dst: Path) -> Path:
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
+    return dst
+
+
+def _tree_of(host: Path) -> tuple[re.Tree, dict]:
+    """The REAPI Tree of a store path's content (and its blobs), as a worker would upload it."""
+    root = InputRoot()
+    root.add_tree("out", host)
+    root.finish()
+    dirs: list[re.Directory] = []
+
+    def seal(d) -> re.Directory:
+        msg = re.Directory(
+            directories=[
+                re.DirectoryNode(name=n, digest=_dg(seal(sub))) for n, sub in sorted(d.dirs.items())
+            ],
+            files=[
+                re.FileNode(name=n, digest=dg, is_executable=x)
+                for n, (dg, x) in sorted(d.files.items())
+            ],
+            symlinks=[re.SymlinkNode(name=n, target=t) for n, t in sorted(d.links.items())],
+        )
+        dirs.append(msg)
+        return msg
+
+    top = seal(root.root.dirs["out"])
+    return re.Tree(root=top, children=dirs[:-1]), root.blobs
+
+
+def _dg(msg) -> re.Digest:
+    from raisin_lock.remote.cas import digest_of
+
+    return digest_of(msg.SerializeToString(deterministic=True))
+
+
+@pytest.fixture(scope="module")
+def seeded(buildgrid, tmp_path_factory):  # noqa: F811
+    """Demo built locally in store A; its actions' results put in the server's ActionCache."""
+    a = _copy_demo(tmp_path_factory.mktemp("a") / "demo")
+    r = raisin("realize", "-j", JOBS, cwd=a)
+    assert r.code == 0, r
+    url = buildgrid.url + "/main"
+    remote = parse_url(url)
+    proj = Project.at(a)
+    p = planning.plan(proj)
+    ctx = FetchContext(store=p.store, base_dir=p.base_dir, offline=True, file="raisin.lock")
+    sched = Scheduler(store=p.store, lock=p.lock, fetch=ctx, jobs=int(JOBS), sandbox="bwrap")
+    builder = RemoteBuilder(sched, remote)
+    outs = {}
+    with open_channel(remote) as ch:
+        cas = Cas(ch, remote)
+        ac = re_grpc.ActionCacheStub(ch)
+        for name, drv in sched.drvs.items():
+            act, root, _ = builder.action_for(name)
+            host = p.store.host_path(drv.out)
+            tree, blobs = _tree_of(host)
+            tree_bytes = tree.SerializeToString(deterministic=True)
+            tdg = _dg(tree)
+            blobs[key(tdg)] = tree_bytes
+            cas.upload_missing({**root.blobs, **blobs})
+            result = re.ActionResult(
+                output_directories=[re.OutputDirectory(path="out", tree_digest=tdg)], exit_code=0
+            )
+            ac.UpdateActionResult(
+                re.UpdateActionResultRequest(
+                    instance_name="main", action_digest=act, action_result=result
+                )
+            )
+            outs[name] = (drv.out.base, nix_hash(host), tdg)
+    builder.close()
+    return url, outs
+
+
+def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
+    url, outs = seeded
+    b = _copy_demo(tmp_path / "demo")
+    r = raisin("realize", "-j", JOBS, "--remote", url, cwd=b)
+    assert r.code == 0, r
+    store = b / "store"
+    for _name, (base, h, _) in outs.items():
+        assert (store / base).exists()
+        assert nix_hash(store / base) == h
+        assert (store / ".raisin" / "remote" / base).read_text().strip() == url
+    r = raisin("store", "verify", cwd=b)
+    assert r.code == 0, r
+
+
+def test_unreachable_remote_fails_clearly_or_falls_back(seeded, tmp_path):
+    _, outs = seeded
+    b = _copy_demo(tmp_path / "demo")
+    r = raisin("realize", "-j", JOBS, "--remote", "grpc://127.0.0.1:1/main", cwd=b)
+    assert r.code == 1, r
+    assert "grpc://127.0.0.1:1/main does not answer" in r.out + r.err
+    print(r.err)
+    assert not any((b / "store" / base).exists() for base, _, _ in outs.values())
+    r = raisin("realize", "-j", JOBS, "--remote", "grpc://127.0.0.1:1/main", "--fallback", cwd=b)
+    assert r.code == 0, r
+    for base, h, _ in outs.values():  # built locally, the same bytes
+        assert nix_hash(b / "store" / base) == h
+        assert not (b / "store" / ".raisin" / "remote" / base).exists()
+
+
+def test_tampered_blob_is_rejected(seeded, buildgrid, tmp_path):  # noqa: F811
+    url, outs = seeded
+    # flip a byte of hello's binary on the server's disk
+    base, _, tdg = outs["hello"]
+    remote = parse_url(url)
+    with open_channel(remote) as ch:
+        tree = re.Tree.FromString(Cas(ch, remote).read(tdg))
+    binaries = [
+        f for d in [tree.root, *tree.children] for f in d.files if f.name == "hello"
+    ]
+    assert binaries
+    h = binaries[0].digest.hash
+    found = [p for p in buildgrid.cas.rglob("*") if p.is_file() and h in p.name]
+    assert found, list(buildgrid.cas.iterdir())[:5]
+    data = bytearray(found[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    os.chmod(found[0], 0o644)
+    found[0].write_bytes(bytes(data))
+    try:
+        b = _copy_demo(tmp_path / "demo")
+        r = raisin("realize", "-j", JOBS, "--remote", url, cwd=b)
+        assert r.code == 1, r
+        assert "does not match its digest" in r.out + r.err
+        assert not (b / "store" / base).exists()
+    finally:
+        data[len(data) // 2] ^= 0xFF
+        found[0].write_bytes(bytes(data))
+
