@@ -113,7 +113,7 @@ def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
     r = raisin("realize", "-j", JOBS, "--remote", url, cwd=b)
     assert r.code == 0, r
     store = b / "store"
-    for _name, (base, h, _) in outs.items():
+    for base, h, _ in outs.values():
         assert (store / base).exists()
         assert nix_hash(store / base) == h
         assert (store / ".raisin" / "remote" / base).read_text().strip() == url
