@@ -119,6 +119,17 @@ def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
         assert (store / ".raisin" / "remote" / base).read_text().strip() == url
     r = raisin("store", "verify", cwd=b)
     assert r.code == 0, r
+    # push does not sign what this machine did not build, unless told to
+    r = raisin("key", "generate", "test-cache-1", "--out", str(tmp_path / "keys"))
+    assert r.code == 0, r
+    key_file = str(tmp_path / "keys" / "test-cache-1.secret")
+    cache = f"file://{tmp_path / 'cache'}"
+    r = raisin("push", cache, "--key", key_file, cwd=b)
+    assert r.code == 2, r
+    assert "built by a remote executor" in r.err and "--sign-remote" in r.err
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    r = raisin("push", cache, "--key", key_file, "--sign-remote", cwd=b)
+    assert r.code == 0, r
 
 
 def test_unreachable_remote_fails_clearly_or_falls_back(seeded, tmp_path):

@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from raisin_lock.build.scheduler import Scheduler
     from raisin_lock.store_path import StorePath
 
-REMOTE_MARK = "remote"  # store metadata dir of remotely built paths (.raisin/remote/<base>)
-
 
 def toolchain_digest(toolchain: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(toolchain, sort_keys=True).encode()).hexdigest()
@@ -217,8 +215,7 @@ class RemoteBuilder:
         except BaseException:
             s.store.prepare_build(out)  # nothing half-registered
             raise
-        mark = s.store.meta_dir(REMOTE_MARK)
-        (mark / out.base).write_text(self.remote.url + "\n")
+        s.store.mark_remote(out, self.remote.url)
         return info
 
     def _restore(self, result: re.ActionResult, host: Any) -> None:
