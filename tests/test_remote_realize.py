@@ -172,3 +172,15 @@ def test_tampered_blob_is_rejected(seeded, buildgrid, tmp_path):  # noqa: F811
     finally:
         data[len(data) // 2] ^= 0xFF
         found[0].write_bytes(bytes(data))
+
+
+def test_remote_from_the_manifest(seeded, tmp_path):
+    url, outs = seeded
+    b = _copy_demo(tmp_path / "demo")
+    with (b / "raisin.toml").open("a") as f:
+        f.write(f'\n[remote]\nurl = "{url}"\n')
+    r = raisin("realize", "-j", JOBS, cwd=b)
+    assert r.code == 0, r
+    for base, h, _ in outs.values():
+        assert nix_hash(b / "store" / base) == h
+        assert (b / "store" / ".raisin" / "remote" / base).exists()

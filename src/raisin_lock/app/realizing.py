@@ -11,6 +11,7 @@ sources and rebuilds damaged outputs of this project's lock.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from raisin_lock.app import planning
@@ -108,6 +109,7 @@ def realize(
         _order, valid = sched.plan(selected)
     missing = [n for n in _order if n not in valid]
     builder = None
+    remote = remote or (_manifest_remote(project) if lock_file is None else None)
     if remote:
         from raisin_lock.remote.channel import parse_url
         from raisin_lock.remote.execute import RemoteBuilder
@@ -160,6 +162,16 @@ def realize(
             subs.close()
         if builder is not None:
             builder.close()
+
+
+def _manifest_remote(project: Project) -> str | None:
+    """``[remote] url`` of the manifest (validated with the rest by the manifest loader)."""
+    try:
+        table = tomllib.loads(project.manifest_path.read_text(encoding="utf-8")).get("remote")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    url = table.get("url") if isinstance(table, dict) else None
+    return url if isinstance(url, str) else None
 
 
 def verify_store(
