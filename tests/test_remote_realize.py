@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,11 +105,11 @@ def seeded(buildgrid, tmp_path_factory):  # noqa: F811
             )
             outs[name] = (drv.out.base, nix_hash(host), tdg)
     builder.close()
-    return url, outs
+    return url, outs, a
 
 
 def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
-    url, outs = seeded
+    url, outs, _ = seeded
     b = _copy_demo(tmp_path / "demo")
     r = raisin("realize", "-j", JOBS, "--remote", url, cwd=b)
     assert r.code == 0, r
@@ -133,7 +134,7 @@ def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
 
 
 def test_unreachable_remote_fails_clearly_or_falls_back(seeded, tmp_path):
-    _, outs = seeded
+    _, outs, _ = seeded
     b = _copy_demo(tmp_path / "demo")
     r = raisin("realize", "-j", JOBS, "--remote", "grpc://127.0.0.1:1/main", cwd=b)
     assert r.code == 1, r
@@ -148,7 +149,7 @@ def test_unreachable_remote_fails_clearly_or_falls_back(seeded, tmp_path):
 
 
 def test_tampered_blob_is_rejected(seeded, buildgrid, tmp_path):  # noqa: F811
-    url, outs = seeded
+    url, outs, _ = seeded
     # flip a byte of hello's binary on the server's disk
     base, _, tdg = outs["hello"]
     remote = parse_url(url)
@@ -175,7 +176,7 @@ def test_tampered_blob_is_rejected(seeded, buildgrid, tmp_path):  # noqa: F811
 
 
 def test_remote_from_the_manifest(seeded, tmp_path):
-    url, outs = seeded
+    url, outs, _ = seeded
     b = _copy_demo(tmp_path / "demo")
     with (b / "raisin.toml").open("a") as f:
         f.write(f'\n[remote]\nurl = "{url}"\n')
@@ -184,3 +185,37 @@ def test_remote_from_the_manifest(seeded, tmp_path):
     for base, h, _ in outs.values():
         assert nix_hash(b / "store" / base) == h
         assert (b / "store" / ".raisin" / "remote" / base).exists()
+
+
+def _materialise(d, blobs, path: Path) -> None:
+    """What a REAPI worker does with an input root (here from the builder's own structure)."""
+    path.mkdir(exist_ok=True)
+    for name, (dg, executable) in d.files.items():
+        blob = blobs[key(dg)]
+        (path / name).write_bytes(blob if isinstance(blob, bytes) else blob.read_bytes())
+        (path / name).chmod(0o755 if executable else 0o644)
+    for name, target in d.links.items():
+        os.symlink(target, path / name)
+    for name, sub in d.dirs.items():
+        _materialise(sub, blobs, path / name)
+
+
+def test_action_runs_raisins_sandbox_in_its_directory(seeded, tmp_path):
+    """The action's command, run as a generic worker runs it (cwd = input root, empty env),
+    builds in bwrap and leaves ``out`` identical to the local build."""
+    _, outs, seeded_dir = seeded
+    proj = Project.at(seeded_dir)
+    p = planning.plan(proj)
+    ctx = FetchContext(store=p.store, base_dir=p.base_dir, offline=True, file="raisin.lock")
+    sched = Scheduler(store=p.store, lock=p.lock, fetch=ctx, jobs=int(JOBS), sandbox="bwrap")
+    builder = RemoteBuilder(sched, parse_url("grpc://127.0.0.1:1"))
+    for name in ("greet", "hello"):
+        _, root, _ = builder.action_for(name)
+        work = tmp_path / name
+        _materialise(root.root, root.blobs, work)
+        cmd = subprocess.run(
+            ["/bin/sh", ".raisin/run.sh"], cwd=work, env={}, capture_output=True, text=True
+        )
+        assert cmd.returncode == 0, cmd.stdout + cmd.stderr
+        assert nix_hash(work / "out") == outs[name][1]
+    builder.close()
