@@ -27,6 +27,7 @@ from raisin_lock.build.scheduler import Scheduler
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError
 from raisin_lock.lock import toolchain
+from raisin_lock.remote.errors import RemoteUnreachable
 from raisin_lock.sources import FetchContext, fetch_tree
 from raisin_lock.store.local import Store
 from raisin_lock.store.path_info import Damage
@@ -110,12 +111,20 @@ def realize(
     missing = [n for n in _order if n not in valid]
     builder = None
     remote = remote or (_manifest_remote(project) if lock_file is None else None)
-    if remote:
+    if remote and missing and not check:
         from raisin_lock.remote.channel import parse_url
         from raisin_lock.remote.execute import RemoteBuilder
 
         builder = RemoteBuilder(sched, parse_url(remote), fallback=remote_fallback)
-        sched.remote_build = builder
+        try:
+            builder.probe()
+            sched.remote_build = builder
+        except RemoteUnreachable as exc:
+            builder.close()
+            if not remote_fallback:
+                raise
+            events.warn(f"{exc.message}: building locally (--fallback)")
+            builder = None
     offered = sched.query_substitutes(missing) if subs and not check else set()
     to_build = [n for n in missing if n not in offered]
     if njobs == 0 or not fallback:

@@ -74,6 +74,16 @@ class RemoteBuilder:
         self.executed: list[str] = []  # names Executed (not from the ActionCache)
         self.cached: list[str] = []  # names from the ActionCache
 
+    def probe(self, timeout: float = 20.0) -> None:
+        """Ask the server's capabilities: RemoteUnreachable (one clear line) when it does not answer."""
+        caps: Any = re_grpc.CapabilitiesStub(self.channel)  # type: ignore[no-untyped-call]
+        req = re.GetCapabilitiesRequest(instance_name=self.remote.instance)
+        rpc(
+            self.remote,
+            "GetCapabilities",
+            lambda: caps.GetCapabilities(req, metadata=self.md, timeout=timeout),
+        )
+
     def close(self) -> None:
         self.channel.close()
 
