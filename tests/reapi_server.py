@@ -57,7 +57,9 @@ authorization:
   method: none
 connections:
   - !sql-connection &sql
-    connection-string: postgresql://{user}@127.0.0.1:{pgport}/postgres
+    # psycopg2: BuildGrid's LISTEN/NOTIFY notifier calls connection.poll(), which psycopg 3
+    # (SQLAlchemy 2.1's default postgresql driver) lacks: jobs would never reach a bot
+    connection-string: postgresql+psycopg2://{user}@127.0.0.1:{pgport}/postgres
     pool-size: 5
     max-overflow: 10
 storages:
@@ -79,6 +81,11 @@ schedulers:
     property-set: !dynamic-property-set
       match-property-keys: [OSFamily, ISA]
       wildcard-property-keys: [raisin-toolchain]
+    # without an assigner, queued jobs are never leased to a bot
+    assigners:
+      - !priority-age-assigner
+        count: 1
+        interval: 0.2
 instances:
 {instances}
 """

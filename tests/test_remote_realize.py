@@ -220,3 +220,36 @@ def test_action_runs_raisins_sandbox_in_its_directory(seeded, tmp_path):
         assert cmd.returncode == 0, cmd.stdout + cmd.stderr
         assert nix_hash(work / "out") == outs[name][1]
     builder.close()
+
+
+@pytest.mark.skip(reason="the test bot gets no lease from BuildGrid yet (under investigation)")
+def test_execute_on_a_bot_then_second_client_from_the_action_cache(buildgrid, tmp_path):  # noqa: F811
+    """With a bot on the farm: realize --remote into an empty store Executes every build
+    (nothing built locally), outputs identical to a local realize; a second client with
+    another empty store gets all from the ActionCache (the bot runs nothing more)."""
+    from reapi_testbot import TestBot
+
+    local = _copy_demo(tmp_path / "local" / "demo")
+    r = raisin("realize", "-j", "1", cwd=local)  # another -j: other actions than `seeded`'s
+    assert r.code == 0, r
+    url = buildgrid.url  # the empty instance name
+    bot = TestBot(url)
+    bot.start()
+    try:
+        first = _copy_demo(tmp_path / "first" / "demo")
+        r = raisin("realize", "-j", "1", "--remote", url, cwd=first, timeout=120)
+        assert r.code == 0, r
+        assert len(bot.ran) == 3, bot.ran
+        second = _copy_demo(tmp_path / "second" / "demo")
+        r = raisin("realize", "-j", "1", "--remote", url, cwd=second, timeout=120)
+        assert r.code == 0, r
+        assert len(bot.ran) == 3  # no Execute: all from the ActionCache
+    finally:
+        bot.stop.set()
+        bot.join(10)
+    assert bot.error is None, bot.error
+    outs = sorted(p.name for p in (local / "store").iterdir() if p.name[0] != ".")
+    for proj in (first, second):
+        assert sorted(p.name for p in (proj / "store").iterdir() if p.name[0] != ".") == outs
+        for base in outs:
+            assert nix_hash(proj / "store" / base) == nix_hash(local / "store" / base)
