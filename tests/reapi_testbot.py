@@ -40,7 +40,7 @@ class TestBot(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except BaseException as e:  # reported to the test
+        except BaseException as e:  # noqa: BLE001  (reported to the test)
             self.error = e
 
     def _loop(self) -> None:
