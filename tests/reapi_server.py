@@ -124,6 +124,7 @@ class BuildGrid:
         self.log = base / "bgd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._pg_started = False
+        self.verbose: list[str] = []  # ["-vv"] to debug
 
     @property
     def url(self) -> str:
@@ -192,7 +193,7 @@ class BuildGrid:
         env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [bgd, "server", "start", str(cfg)],
+                [bgd, "server", "start", *self.verbose, str(cfg)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

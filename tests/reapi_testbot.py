@@ -67,7 +67,8 @@ class TestBot(threading.Thread):
             )
             while not self.stop.is_set():
                 for lease in session.leases:
-                    if lease.state == bots_pb2.LeaseState.PENDING:
+                    # BuildGrid hands leases out ACTIVE already
+                    if lease.state in (bots_pb2.LeaseState.PENDING, bots_pb2.LeaseState.ACTIVE):
                         result = self._execute(cas, lease)
                         lease.result.Pack(result)
                         lease.state = bots_pb2.LeaseState.COMPLETED

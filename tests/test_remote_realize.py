@@ -222,7 +222,6 @@ def test_action_runs_raisins_sandbox_in_its_directory(seeded, tmp_path):
     builder.close()
 
 
-@pytest.mark.skip(reason="the test bot gets no lease from BuildGrid yet (under investigation)")
 def test_execute_on_a_bot_then_second_client_from_the_action_cache(buildgrid, tmp_path):  # noqa: F811
     """With a bot on the farm: realize --remote into an empty store Executes every build
     (nothing built locally), outputs identical to a local realize; a second client with
