@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "hashing", "store_path", "atomic", "display"}),
     ("formats", {"nar", "manifest", "lock"}),
     ("io", {"sources", "store", "cache"}),
-    ("engines", {"build", "profiles", "testing"}),
+    ("engines", {"build", "profiles", "testing", "remote"}),
     ("app", {"app"}),
     ("cli", {"cli"}),
 ]
@@ -52,6 +52,8 @@ HEAVY_HOMES = {
     "cryptography": {"cache"},
     "zstandard": {"cache"},
     "rich": {"cli"},
+    "grpc": {"remote"},  # REAPI client (and its generated stubs under remote/proto)
+    "google": {"remote"},  # protobuf, the generated REAPI messages
 }
 HEAVY_THIRD_PARTY = set(HEAVY_HOMES)
 MAX_LINES = 600

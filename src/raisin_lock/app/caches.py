@@ -118,11 +118,20 @@ def push(
     *,
     progress: Progress | None = None,
     allow_unsandboxed: bool = False,
+    sign_remote: bool = False,
 ) -> PushResult:
 
     key = SecretKey.load(key_file)
-    cache = open_cache(cache_url)
     store, outs, _ = _roots(project, names)
+    remote = sorted(sp.base for sp in store.remotely_built(store.closure(outs)))
+    if remote and not sign_remote:
+        store.close()
+        raise InputError(
+            f"refusing to sign {len(remote)} path(s) built by a remote executor "
+            f"(not by this machine): {', '.join(remote[:3])}",
+            hint="sign them anyway with --sign-remote",
+        )
+    cache = open_cache(cache_url)
     try:
         return do_push(
             store, cache, outs, key, progress=progress, allow_unsandboxed=allow_unsandboxed

@@ -11,6 +11,7 @@ sources and rebuilds damaged outputs of this project's lock.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from raisin_lock.app import planning
@@ -26,6 +27,7 @@ from raisin_lock.build.scheduler import Scheduler
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError
 from raisin_lock.lock import toolchain
+from raisin_lock.remote.errors import RemoteUnreachable
 from raisin_lock.sources import FetchContext, fetch_tree
 from raisin_lock.store.local import Store
 from raisin_lock.store.path_info import Damage
@@ -50,6 +52,8 @@ def realize(
     fallback: bool = True,
     plan: planning.Plan | None = None,
     toolchain_mismatch: str | None = None,
+    remote: str | None = None,
+    remote_fallback: bool = False,
 ) -> RealizeResult:
     """Build what the lock says into the store; return a scheduler RealizeResult.
 
@@ -58,7 +62,9 @@ def realize(
     :func:`raisin_lock.app.planning.plan` said already (the CLI asks it first);
     ``toolchain_mismatch``: ``"error"`` (the default with ``lock_file``) or
     ``"warn"`` (the default otherwise) when the host's toolchain differs from
-    the lock's record, as the outputs keep the lock's paths either way."""
+    the lock's record, as the outputs keep the lock's paths either way.
+    ``remote``: ``grpc[s]://HOST:PORT[/INSTANCE]``, builds run there as REAPI
+    actions (``remote_fallback``: locally when it does not answer)."""
     p = plan or planning.plan(
         project, names, lock_file=lock_file, offline=offline, report=report, sandbox=sandbox
     )
@@ -103,17 +109,36 @@ def realize(
         register_lock_root(store, (lock_file or project.lock_path).absolute())
         _order, valid = sched.plan(selected)
     missing = [n for n in _order if n not in valid]
+    builder = None
+    remote = remote or (_manifest_remote(project) if lock_file is None else None)
+    if remote and missing and not check:
+        from raisin_lock.remote.channel import parse_url
+        from raisin_lock.remote.execute import RemoteBuilder
+
+        builder = RemoteBuilder(sched, parse_url(remote), fallback=remote_fallback)
+        try:
+            builder.probe()
+            sched.remote_build = builder
+        except RemoteUnreachable as exc:
+            builder.close()
+            if not remote_fallback:
+                raise
+            events.warn(f"{exc.message}: building locally (--fallback)")
+            builder = None
     offered = sched.query_substitutes(missing) if subs and not check else set()
     to_build = [n for n in missing if n not in offered]
     if njobs == 0 or not fallback:
         to_build = []  # nothing is built locally (what no cache offers fails)
+    remote_only = builder is not None and not remote_fallback
     require_installed(  # stops with the missing packages and the command that installs them
         lk,
-        [*to_build, *(n for n in selected if check and n not in to_build)],
+        [] if remote_only else [*to_build, *(n for n in selected if check and n not in to_build)],
         warn=sched.events.warn,
         project_dir=None if lock_file else project.dir,
     )
-    if to_build or check:
+    if builder is not None and not check:
+        sched.sandbox = "bwrap"  # the action's wrapper runs bwrap on the worker
+    elif to_build or check:
         sched.sandbox = select_sandbox(sandbox)
     else:
         sched.sandbox_request = sandbox  # chosen only if a substitution falls back to a build
@@ -123,7 +148,11 @@ def realize(
         )
     store.cleanup()
     mismatch = toolchain_mismatch or ("error" if lock_file is not None else "warn")
-    diffs = toolchain.differences(lk.toolchain, toolchain.probe()) if to_build or check else []
+    diffs = (
+        toolchain.differences(lk.toolchain, toolchain.probe())
+        if (to_build or check) and not remote_only
+        else []
+    )
     if diffs and mismatch == "error":
         raise InputError(
             "the host's toolchain differs from the lock's record, and the outputs would "
@@ -140,6 +169,18 @@ def realize(
         sched.events.close()
         if subs:
             subs.close()
+        if builder is not None:
+            builder.close()
+
+
+def _manifest_remote(project: Project) -> str | None:
+    """``[remote] url`` of the manifest (validated with the rest by the manifest loader)."""
+    try:
+        table = tomllib.loads(project.manifest_path.read_text(encoding="utf-8")).get("remote")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    url = table.get("url") if isinstance(table, dict) else None
+    return url if isinstance(url, str) else None
 
 
 def verify_store(

@@ -18,9 +18,20 @@ _ETC_FOR_NETWORK = ("resolv.conf", "nsswitch.conf", "hosts", "ssl", "ca-certific
 
 
 def etc_args(
-    uid: int, gid: int, hostname: str, home: str, *, network: bool, data_fds: list[int]
+    uid: int,
+    gid: int,
+    hostname: str,
+    home: str,
+    *,
+    network: bool,
+    data_fds: list[int],
+    files_dir: str | None = None,
 ) -> list[str]:
-    """bwrap arguments making ``/etc``; the pipes bwrap reads generated files from go to ``data_fds``."""
+    """bwrap arguments making ``/etc``; the pipes bwrap reads generated files from go to ``data_fds``.
+
+    With ``files_dir`` (a remote action's wrapper: no pipes), the generated
+    files are bound from there instead; :func:`etc_files` writes them.
+    """
     argv = ["--perms", "0755", "--dir", "/etc"]
     generated = _etc_files(0, 0, hostname, home)
     names = _ETC_FROM_HOST + tuple(n for n in _ETC_FOR_NETWORK if n not in generated) * network
@@ -29,10 +40,18 @@ def etc_args(
         if os.path.lexists(host):
             argv += ["--ro-bind", host, host]
     for name, text in _etc_files(uid, gid, hostname, home, network).items():
+        if files_dir is not None:
+            argv += ["--ro-bind", f"{files_dir}/{name}", "/etc/" + name]
+            continue
         fd = _data_fd(text)
         data_fds.append(fd)
         argv += ["--perms", "0644", "--ro-bind-data", str(fd), "/etc/" + name]
     return argv
+
+
+def etc_files(uid: int, gid: int, hostname: str, home: str) -> dict[str, str]:
+    """The generated files of a build's ``/etc`` (name -> text)."""
+    return _etc_files(uid, gid, hostname, home)
 
 
 def _etc_files(

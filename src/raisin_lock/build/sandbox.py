@@ -452,13 +452,18 @@ def bwrap_argv(
     spec: BuildSpec,
     bwrap: Bwrap,
     env: Mapping[str, str],
-    info_fd: int,
+    info_fd: int | None,
     data_fds: list[int],
     *,
     session: bool = True,
+    etc_dir: str | None = None,
 ) -> list[str]:
-    """bwrap's command line; the pipes it reads files from are appended to ``data_fds``."""
-    argv = [bwrap.path, "--info-fd", str(info_fd)]
+    """bwrap's command line; the pipes it reads files from are appended to ``data_fds``.
+
+    A remote action's wrapper (remote/wrapper.py) passes host paths under a
+    root prefix, no info fd, and ``etc_dir`` holding the generated /etc files.
+    """
+    argv = [bwrap.path] + (["--info-fd", str(info_fd)] if info_fd is not None else [])
     argv += _namespace_args(bwrap.userns, spec.network, session)
     # The build's own command is pid 1 of its pid namespace (--unshare-all
     # made one): otherwise pid 1 is bwrap's init, whose /proc/1/cmdline is
@@ -467,7 +472,9 @@ def bwrap_argv(
     argv += _root_args()
 
     uid, gid = (BUILD_UID, BUILD_GID) if bwrap.userns else (os.getuid(), os.getgid())
-    argv += etc_args(uid, gid, HOSTNAME, HOMELESS, network=spec.network, data_fds=data_fds)
+    argv += etc_args(
+        uid, gid, HOSTNAME, HOMELESS, network=spec.network, data_fds=data_fds, files_dir=etc_dir
+    )
 
     tmp_host = os.path.join(spec.build_dir_host, "tmp")
     argv += ["--bind", spec.build_dir_host, BUILD_DIR, "--bind", tmp_host, "/tmp"]
@@ -560,3 +567,8 @@ def _append(path: str, text: str) -> None:
             log.write(text)
     except OSError:
         pass
+
+
+def builder_command(src: str, steps: Sequence[str]) -> list[str]:
+    """The command run in the sandbox: the fixed builder script, the source to copy, the steps."""
+    return ["/bin/sh", "-c", _BUILDER, "raisin-builder", src, *steps]

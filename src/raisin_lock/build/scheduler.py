@@ -80,6 +80,8 @@ class Scheduler:
     trust_unsandboxed: bool = True
     max_log_size: int = DEFAULT_MAX_LOG_SIZE  # bytes per build log, 0: no cap
     incremental: str = "auto"  # checkpoint + compiler cache: auto (path sources), on, off
+    # remote execution (remote/execute.py): builds ``name``, given the local build to fall back on
+    remote_build: Callable[[str, Callable[[str], str]], str] | None = None
 
     def __post_init__(self) -> None:
         self.drvs: dict[str, Derivation] = self.lock.derivations()
@@ -151,6 +153,8 @@ class Scheduler:
             return self._fetch_one(name)
         if self.substituters and (self.jobs == 0 or not self.fallback):
             return self._not_local(name)
+        if self.remote_build is not None:
+            return self.remote_build(name, self._build_one)
         return self._build_one(name)
 
     def _ensure_sandbox(self) -> None:

@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="also push paths built with --sandbox none (refused by default)",
     )
+    p.add_argument(
+        "--sign-remote",
+        action="store_true",
+        help="also sign paths built by a remote executor (realize --remote; refused by default)",
+    )
     p.set_defaults(run=run)
 
 
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         Path(args.key),
         progress=progress,
         allow_unsandboxed=args.allow_unsandboxed,
+        sign_remote=args.sign_remote,
     )
     if live is not None:
         live.stop()

@@ -1,5 +1,6 @@
 """raisin realize [NAME...] [-j N] [--keep-going] [--check] [--lock FILE] [--sandbox MODE] [--offline]
-[--substituter URL...] [--trusted-key KEY...] [--no-fallback] [--toolchain-mismatch warn|error]."""
+[--substituter URL...] [--trusted-key KEY...] [--no-fallback] [--toolchain-mismatch warn|error]
+[--remote grpc://HOST:PORT[/INSTANCE] [--fallback]]."""
 
 from __future__ import annotations
 
@@ -73,6 +74,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-fallback",
         action="store_true",
         help="fail instead of building when a substitution fails",
+    )
+    p.add_argument(
+        "--remote",
+        default=None,
+        metavar="grpc://HOST:PORT[/INSTANCE]",
+        help="build on a REAPI v2 remote execution service (grpcs:// for TLS; bearer token "
+        "from $RAISIN_REMOTE_TOKEN; also [remote] url)",
+    )
+    p.add_argument(
+        "--fallback",
+        action="store_true",
+        help="with --remote: build locally when the remote does not answer",
     )
     p.add_argument(
         "--toolchain-mismatch",
@@ -154,6 +167,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         fallback=not args.no_fallback,
         plan=p,
         toolchain_mismatch=args.toolchain_mismatch or ("error" if args.locked else None),
+        remote=args.remote,
+        remote_fallback=args.fallback,
     )
     for f in res.failed:
         ctx.info(f"error: {f.name}: build failed: {f.reason}")

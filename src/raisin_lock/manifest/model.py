@@ -295,13 +295,14 @@ class CacheSpec(_Strict):
     trusted_keys: tuple[str, ...] = Field(default=(), alias="trusted-keys")
 
 
-def read_cache_table(path: Path | None) -> CacheSpec:
-    """The ``[cache]`` table of the manifest at ``path`` (empty without one).
+class RemoteSpec(_Strict):
+    url: str | None = None  # grpc[s]://HOST:PORT[/INSTANCE]: realize builds there (--remote)
 
-    Read on every ``realize`` that has work to do, so it is taken straight
-    from the TOML rather than by validating the whole manifest; anything
-    wrong with the file is then reported by :func:`load`, with its line.
-    """
+
+def read_cache_table(path: Path | None) -> CacheSpec:
+    """The ``[cache]`` table of the manifest at ``path`` (empty without one), read on every
+    ``realize`` with work to do: straight from the TOML, not by validating the whole manifest
+    (anything wrong with the file is then reported by :func:`load`, with its line)."""
     if path is None or not path.exists():
         return CacheSpec()
     try:
@@ -317,6 +318,7 @@ class ManifestModel(_Strict):
     components: dict[str, ComponentSpec] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    remote: RemoteSpec = Field(default_factory=RemoteSpec)
     tests: dict[str, TestSpec] = Field(default_factory=dict)
 
     @field_validator("components")

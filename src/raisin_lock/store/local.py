@@ -106,6 +106,14 @@ class Store:
     def host_path(self, sp: StorePath) -> Path:
         return self.root / sp.base
 
+    def mark_remote(self, sp: StorePath, url: str) -> None:
+        """Record that ``sp`` was built by a remote executor (``.raisin/remote/<base>``)."""
+        (d := self._meta / "remote").mkdir(exist_ok=True)
+        (d / sp.base).write_text(url + "\n")
+
+    def remotely_built(self, sps: Iterable[StorePath]) -> set[StorePath]:
+        return {sp for sp in sps if (self._meta / "remote" / sp.base).exists()}
+
     def log_path(self, sp: StorePath) -> Path:
         return self._meta / "logs" / f"{sp.base}.log"
 
