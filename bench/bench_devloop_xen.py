@@ -148,9 +148,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
     clean_store = workdir / "clean-store"
     shutil.rmtree(clean_store, ignore_errors=True)
     t0 = time.perf_counter()
-    _raisin(
-        ["--store", str(clean_store), "realize", "--incremental", "off", "-j", str(jobs)], dev
-    )
+    _raisin(["--store", str(clean_store), "realize", "--incremental", "off", "-j", str(jobs)], dev)
     log["clean raisin build"] = time.perf_counter() - t0
     clean = _hash(dev, clean_store)
     print(json.dumps({"setup": log, "raisin": raisin_t, "bare": make_t}), file=sys.stderr)

@@ -34,7 +34,9 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SUITES))
     ap.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
     ap.add_argument(
-        "--real", action="store_true", help="also build SeaBIOS + Xen from Debian sources, and Xen's developer loop (~30 min)"
+        "--real",
+        action="store_true",
+        help="also build SeaBIOS + Xen from Debian sources, and Xen's developer loop (~30 min)",
     )
     args = ap.parse_args()
     # Bytecode as a pip install leaves it: with PYTHONDONTWRITEBYTECODE set (as

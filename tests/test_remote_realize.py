@@ -133,6 +133,29 @@ def test_action_cache_hit_registers_bit_identical_output(seeded, tmp_path):
     assert r.code == 0, r
 
 
+def test_remote_marker_does_not_outlive_its_path(seeded, tmp_path):
+    """gc drops a remote path with its marker; the same path built locally is signed by push."""
+    url, outs, _ = seeded
+    b = _copy_demo(tmp_path / "demo")
+    assert raisin("realize", "-j", JOBS, "--remote", url, cwd=b).code == 0
+    marks = b / "store" / ".raisin" / "remote"
+    assert sorted(p.name for p in marks.iterdir()) == sorted(base for base, _, _ in outs.values())
+    (b / "raisin.lock").unlink()  # its outputs are no longer rooted
+    r = raisin("gc", cwd=b)
+    assert r.code == 0, r
+    assert not any(marks.iterdir())
+    r = raisin("realize", "-j", JOBS, cwd=b)  # built here this time
+    assert r.code == 0, r
+    for base, h, _ in outs.values():
+        assert nix_hash(b / "store" / base) == h
+    assert not any(marks.iterdir())
+    r = raisin("key", "generate", "test-cache-2", "--out", str(tmp_path / "keys"))
+    assert r.code == 0, r
+    key_file = str(tmp_path / "keys" / "test-cache-2.secret")
+    r = raisin("push", f"file://{tmp_path / 'cache'}", "--key", key_file, cwd=b)
+    assert r.code == 0, r
+
+
 def test_unreachable_remote_fails_clearly_or_falls_back(seeded, tmp_path):
     _, outs, _ = seeded
     b = _copy_demo(tmp_path / "demo")

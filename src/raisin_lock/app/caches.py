@@ -22,6 +22,7 @@ from raisin_lock.cache.transport import open_cache
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError, unknown_component
 from raisin_lock.lock import lockfile
+from raisin_lock.store import remote_marks
 
 if TYPE_CHECKING:
     from raisin_lock.app.project import Project
@@ -123,7 +124,7 @@ def push(
 
     key = SecretKey.load(key_file)
     store, outs, _ = _roots(project, names)
-    remote = sorted(sp.base for sp in store.remotely_built(store.closure(outs)))
+    remote = sorted(sp.base for sp in remote_marks.built(store.root, store.closure(outs)))
     if remote and not sign_remote:
         store.close()
         raise InputError(

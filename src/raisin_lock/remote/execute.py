@@ -38,6 +38,7 @@ from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import (
     remote_execution_pb2_grpc as re_grpc,
 )
 from raisin_lock.remote.tree import InputRoot, restore_tree
+from raisin_lock.store import remote_marks
 
 if TYPE_CHECKING:
     from raisin_lock.build.scheduler import Scheduler
@@ -225,7 +226,7 @@ class RemoteBuilder:
         except BaseException:
             s.store.prepare_build(out)  # nothing half-registered
             raise
-        s.store.mark_remote(out, self.remote.url)
+        remote_marks.mark(s.store.root, out, self.remote.url)
         return info
 
     def _restore(self, result: re.ActionResult, host: Any) -> None:

@@ -48,7 +48,7 @@ from typing import Self
 from raisin_lock import atomic, nar
 from raisin_lock.errors import BuildError, HashMismatch, InputError, RaisinError
 from raisin_lock.hashing import Hash
-from raisin_lock.store import locks, tree, upkeep
+from raisin_lock.store import locks, remote_marks, tree, upkeep
 from raisin_lock.store.db import Database
 from raisin_lock.store.path_info import Damage, PathInfo
 from raisin_lock.store_path import StorePath
@@ -105,14 +105,6 @@ class Store:
 
     def host_path(self, sp: StorePath) -> Path:
         return self.root / sp.base
-
-    def mark_remote(self, sp: StorePath, url: str) -> None:
-        """Record that ``sp`` was built by a remote executor (``.raisin/remote/<base>``)."""
-        (d := self._meta / "remote").mkdir(exist_ok=True)
-        (d / sp.base).write_text(url + "\n")
-
-    def remotely_built(self, sps: Iterable[StorePath]) -> set[StorePath]:
-        return {sp for sp in sps if (self._meta / "remote" / sp.base).exists()}
 
     def log_path(self, sp: StorePath) -> Path:
         return self._meta / "logs" / f"{sp.base}.log"
@@ -358,6 +350,7 @@ class Store:
             sandboxed=sandboxed,
             ca=ca,
         )
+        remote_marks.forget(self.root, sp)
         db.add_paths([info])
         return info
 
@@ -482,6 +475,7 @@ class Store:
                     sandboxed=sandboxed,
                     ca=ca,
                 )
+                remote_marks.forget(self.root, sp)
                 db.add_paths([info])
             except BaseException:
                 tree.remove(host)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from raisin_lock import nar
 from raisin_lock.errors import RaisinError
-from raisin_lock.store import locks, tree
+from raisin_lock.store import locks, remote_marks, tree
 from raisin_lock.store.db import Database
 from raisin_lock.store.path_info import Damage, PathInfo
 from raisin_lock.store_path import StorePath
@@ -139,6 +139,7 @@ def delete_many(store: StoreView, db: Database, wanted: set[StorePath]) -> None:
             # referrer registered meanwhile makes this fail (FK RESTRICT).
             db.delete_paths(batch)
             for sp in batch:
+                remote_marks.forget(store.root, sp)
                 tree.remove(store.host_path(sp))
     for sp in sorted(wanted - valid):
         with store.lock(sp):
