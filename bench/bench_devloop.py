@@ -9,8 +9,8 @@ The reference: the same `make` in a scratch copy that already holds the
 previous objects (a developer's incremental build), after the same change.
 The output must equal a clean build without the cache (`raisin store hash`).
 
-`--real`-sized runs on Xen (examples/xen-debian's source as a path source)
-take tens of minutes on 2 cores and are not part of this suite.
+The same row on Xen itself (examples/xen-debian's source as a path source)
+is `bench_devloop_xen.py`, run with `--real`.
 """
 
 from __future__ import annotations
