@@ -245,24 +245,49 @@ def test_action_runs_raisins_sandbox_in_its_directory(seeded, tmp_path):
     builder.close()
 
 
+def test_the_clients_job_count_is_not_part_of_the_action(seeded):
+    """Clients with other core counts ask for the same action (and share its cached result):
+    the wrapper takes ``-j`` from the worker's ``nproc`` at run time."""
+    _, _, seeded_dir = seeded
+    p = planning.plan(Project.at(seeded_dir))
+    ctx = FetchContext(store=p.store, base_dir=p.base_dir, offline=True, file="raisin.lock")
+    digests = []
+    for jobs in (1, 2, 7):
+        sched = Scheduler(store=p.store, lock=p.lock, fetch=ctx, jobs=jobs, sandbox="bwrap")
+        builder = RemoteBuilder(sched, parse_url("grpc://127.0.0.1:1"))
+        act, root, _ = builder.action_for("hello")
+        digests.append(key(act))
+        script = root.blobs[key(root.root.dirs[".raisin"].files["run.sh"][0])]
+        builder.close()
+    assert digests[0] == digests[1] == digests[2]
+    assert b'MAKEFLAGS -j"$J"' in script and b"J=$(nproc" in script
+
+
 def test_execute_on_a_bot_then_second_client_from_the_action_cache(buildgrid, tmp_path):  # noqa: F811
     """With a bot on the farm: realize --remote into an empty store Executes every build
     (nothing built locally), outputs identical to a local realize; a second client with
     another empty store gets all from the ActionCache (the bot runs nothing more)."""
     from reapi_testbot import TestBot
 
-    local = _copy_demo(tmp_path / "local" / "demo")
-    r = raisin("realize", "-j", "1", cwd=local)  # another -j: other actions than `seeded`'s
+    def variant(dst: Path) -> Path:  # other sources: other actions than `seeded`'s
+        _copy_demo(dst)
+        with open(dst / "src" / "greet" / "greet.c", "a") as f:
+            f.write("/* built by a bot */\n")
+        (dst / "src" / "motd" / "motd.txt").write_text("Built by a bot.\n")
+        return dst
+
+    local = variant(tmp_path / "local" / "demo")
+    r = raisin("realize", "-j", "1", cwd=local)
     assert r.code == 0, r
     url = buildgrid.url  # the empty instance name
     bot = TestBot(url)
     bot.start()
     try:
-        first = _copy_demo(tmp_path / "first" / "demo")
+        first = variant(tmp_path / "first" / "demo")
         r = raisin("realize", "-j", "1", "--remote", url, cwd=first, timeout=120)
         assert r.code == 0, r
         assert len(bot.ran) == 3, bot.ran
-        second = _copy_demo(tmp_path / "second" / "demo")
+        second = variant(tmp_path / "second" / "demo")
         r = raisin("realize", "-j", "1", "--remote", url, cwd=second, timeout=120)
         assert r.code == 0, r
         assert len(bot.ran) == 3  # no Execute: all from the ActionCache

@@ -36,16 +36,27 @@ ETC = ".raisin/etc"
 SCRIPT = ".raisin/run.sh"
 
 
+JOBS = "@RAISIN-JOBS@"  # the worker's core count, read by the script ("$J")
+
+
 def _word(arg: str) -> str:
     if arg.startswith(ROOT):
-        return '"$R"' + shlex.quote(arg[len(ROOT) :])
+        return '"$R"' + _word(arg[len(ROOT) :])
+    if JOBS in arg:
+        return '"$J"'.join(shlex.quote(part) if part else "" for part in arg.split(JOBS))
     return shlex.quote(arg)
 
 
 def script(spec: BuildSpec) -> str:
     """``run.sh`` for ``spec`` (host paths of ``spec`` are real; only names are used)."""
     env = sandbox.build_env(spec)
-    env["RAISIN_BUILD_CORES"] = env.get("RAISIN_BUILD_CORES", "1")
+    # The client's -j is not part of the action (else clients with other core
+    # counts never share its ActionCache entry): the worker's cores are, at
+    # run time, unless the component's own env sets them.
+    jobs = str(max(1, spec.jobs))
+    for var, default in (("MAKEFLAGS", f"-j{jobs}"), ("RAISIN_BUILD_CORES", jobs)):
+        if var not in spec.env and env.get(var) == default:
+            env[var] = default.replace(jobs, JOBS)
     moved = replace(
         spec,
         inputs={v: ROOT + v.replace(VIRTUAL_STORE, "/raisin/store", 1) for v in spec.inputs},
@@ -65,7 +76,7 @@ def script(spec: BuildSpec) -> str:
     base = spec.out.rsplit("/", 1)[-1]
     return (
         "#!/bin/sh\n# raisin's sandbox for one remote action (remote/wrapper.py)\nset -eu\n"
-        'R=$PWD\nrm -rf "$R/out"\n'
+        'R=$PWD\nJ=$(nproc 2>/dev/null || echo 1)\nrm -rf "$R/out"\n'
         + " ".join(_word(a) for a in argv)
         + "\n"
         + f'mv "$R/{BUILD}/store-view/{base}" "$R/{OUTPUT}"\n'
