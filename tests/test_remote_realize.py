@@ -267,7 +267,9 @@ def test_execute_on_a_bot_then_second_client_from_the_action_cache(buildgrid, tm
     """With a bot on the farm: realize --remote into an empty store Executes every build
     (nothing built locally), outputs identical to a local realize; a second client with
     another empty store gets all from the ActionCache (the bot runs nothing more)."""
-    from reapi_testbot import TestBot
+    import threading
+
+    from raisin_lock.remote.worker import Worker
 
     def variant(dst: Path) -> Path:  # other sources: other actions than `seeded`'s
         _copy_demo(dst)
@@ -280,21 +282,22 @@ def test_execute_on_a_bot_then_second_client_from_the_action_cache(buildgrid, tm
     r = raisin("realize", "-j", "1", cwd=local)
     assert r.code == 0, r
     url = buildgrid.url  # the empty instance name
-    bot = TestBot(url)
-    bot.start()
+    bot = Worker(parse_url(url), tmp_path / "bot", "testbot")
+    thread = threading.Thread(target=bot.run, daemon=True)
+    thread.start()
     try:
         first = variant(tmp_path / "first" / "demo")
         r = raisin("realize", "-j", "1", "--remote", url, cwd=first, timeout=120)
         assert r.code == 0, r
-        assert len(bot.ran) == 3, bot.ran
+        assert bot.ran == 3, bot.ran
         second = variant(tmp_path / "second" / "demo")
         r = raisin("realize", "-j", "1", "--remote", url, cwd=second, timeout=120)
         assert r.code == 0, r
-        assert len(bot.ran) == 3  # no Execute: all from the ActionCache
+        assert bot.ran == 3  # no Execute: all from the ActionCache
     finally:
         bot.stop.set()
-        bot.join(10)
-    assert bot.error is None, bot.error
+        thread.join(20)
+    assert not thread.is_alive()
     outs = sorted(p.name for p in (local / "store").iterdir() if p.name[0] != ".")
     for proj in (first, second):
         assert sorted(p.name for p in (proj / "store").iterdir() if p.name[0] != ".") == outs

@@ -34,6 +34,7 @@ COMMANDS = [
     "completion",
     "bisect",
     "develop",
+    "worker",
 ]
 
 

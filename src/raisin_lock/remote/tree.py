@@ -23,8 +23,8 @@ Blobs = dict[tuple[str, int], bytes | Path]
 
 
 @dataclass
-class _Dir:
-    dirs: dict[str, _Dir] = field(default_factory=dict)
+class DirNode:
+    dirs: dict[str, DirNode] = field(default_factory=dict)
     files: dict[str, tuple[re.Digest, bool]] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
 
@@ -33,13 +33,13 @@ class _Dir:
 class InputRoot:
     """An input root being assembled; :meth:`finish` gives its digest."""
 
-    root: _Dir = field(default_factory=_Dir)
+    root: DirNode = field(default_factory=DirNode)
     blobs: Blobs = field(default_factory=dict)
 
-    def _dir(self, rel: str) -> _Dir:
+    def _dir(self, rel: str) -> DirNode:
         d = self.root
         for part in filter(None, rel.split("/")):
-            d = d.dirs.setdefault(part, _Dir())
+            d = d.dirs.setdefault(part, DirNode())
         return d
 
     def add_file(self, rel: str, data: bytes, executable: bool = False) -> None:
@@ -56,12 +56,12 @@ class InputRoot:
         parent, _, name = rel.rpartition("/")
         self._add(self._dir(parent), name, host)
 
-    def _add(self, parent: _Dir, name: str, host: Path) -> None:
+    def _add(self, parent: DirNode, name: str, host: Path) -> None:
         st = os.lstat(host)
         if stat.S_ISLNK(st.st_mode):
             parent.links[name] = os.readlink(host)
         elif stat.S_ISDIR(st.st_mode):
-            d = parent.dirs.setdefault(name, _Dir())
+            d = parent.dirs.setdefault(name, DirNode())
             for entry in sorted(os.listdir(host)):
                 self._add(d, entry, host / entry)
         elif stat.S_ISREG(st.st_mode):
@@ -74,7 +74,7 @@ class InputRoot:
     def finish(self) -> re.Digest:
         return self._seal(self.root)
 
-    def _seal(self, d: _Dir) -> re.Digest:
+    def _seal(self, d: DirNode) -> re.Digest:
         msg = re.Directory(
             directories=[
                 re.DirectoryNode(name=n, digest=self._seal(sub))
