@@ -20,7 +20,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-SUITES = ["lock", "realize", "scheduler", "sandbox", "nar", "compile", "gc", "cache", "devloop"]
+SUITES = [
+    "lock",
+    "realize",
+    "scheduler",
+    "sandbox",
+    "nar",
+    "compile",
+    "gc",
+    "cache",
+    "devloop",
+    "remote",
+]
 
 
 def fmt(v: object) -> str:
