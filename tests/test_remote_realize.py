@@ -28,7 +28,7 @@ from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import remote_exec
 from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import (
     remote_execution_pb2_grpc as re_grpc,
 )
-from raisin_lock.remote.tree import InputRoot
+from raisin_lock.remote.worker import tree_of
 from raisin_lock.sources import FetchContext
 
 JOBS = "2"
@@ -37,31 +37,6 @@ JOBS = "2"
 def _copy_demo(dst: Path) -> Path:
     shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("store", "raisin.lock", "profiles"))
     return dst
-
-
-def _tree_of(host: Path) -> tuple[re.Tree, dict]:
-    """The REAPI Tree of a store path's content (and its blobs), as a worker would upload it."""
-    root = InputRoot()
-    root.add_tree("out", host)
-    root.finish()
-    dirs: list[re.Directory] = []
-
-    def seal(d) -> re.Directory:
-        msg = re.Directory(
-            directories=[
-                re.DirectoryNode(name=n, digest=_dg(seal(sub))) for n, sub in sorted(d.dirs.items())
-            ],
-            files=[
-                re.FileNode(name=n, digest=dg, is_executable=x)
-                for n, (dg, x) in sorted(d.files.items())
-            ],
-            symlinks=[re.SymlinkNode(name=n, target=t) for n, t in sorted(d.links.items())],
-        )
-        dirs.append(msg)
-        return msg
-
-    top = seal(root.root.dirs["out"])
-    return re.Tree(root=top, children=dirs[:-1]), root.blobs
 
 
 def _dg(msg) -> re.Digest:
@@ -90,7 +65,7 @@ def seeded(buildgrid, tmp_path_factory):  # noqa: F811
         for name, drv in sched.drvs.items():
             act, root, _ = builder.action_for(name)
             host = p.store.host_path(drv.out)
-            tree, blobs = _tree_of(host)
+            tree, blobs = tree_of(host)  # as a worker uploads it
             tree_bytes = tree.SerializeToString(deterministic=True)
             tdg = _dg(tree)
             blobs[key(tdg)] = tree_bytes
