@@ -139,3 +139,42 @@ def test_a_worker_killed_mid_build_its_lease_runs_elsewhere(buildgrid, workers, 
     assert "ran " not in workers.logs[busy[0]].read_text()
     built = [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
     assert [(p / "data.txt").read_text() for p in built] == ["killed mid-build\n"]
+
+
+def test_server_stopped_mid_build_fails_clearly_then_workers_rejoin(buildgrid, workers, tmp_path):  # noqa: F811
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "data.txt").write_text("server stopped\n")
+    (proj / "raisin.toml").write_text(
+        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
+        'build = ["sleep 8", "mkdir -p $out", "cp data.txt $out/"]\n'
+    )
+    env = loopback_unproxied(dict(os.environ))
+    client = subprocess.Popen(
+        [RAISIN, "realize", "--remote", buildgrid.url],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any("running" in log.read_text() for log in workers.logs):
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.1)
+    buildgrid.stop_bgd()
+    try:
+        _out, err = client.communicate(timeout=120)
+        assert client.returncode == 1, err
+        assert "Traceback" not in err
+        assert any("slow" in line and "remote" in line.lower() for line in err.splitlines()), err
+        assert not [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
+    finally:
+        buildgrid.start_bgd()
+    r = raisin("realize", "--remote", buildgrid.url, cwd=proj, timeout=180)
+    assert r.code == 0, r
+    built = [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
+    assert [(p / "data.txt").read_text() for p in built] == ["server stopped\n"]
+    # a worker that lost the server kept trying and opened a new session on it
+    texts = [log.read_text() for log in workers.logs]
+    assert any("server gone" in t and t.count("joined") >= 2 for t in texts), texts
