@@ -175,6 +175,11 @@ def test_server_stopped_mid_build_fails_clearly_then_workers_rejoin(buildgrid, w
     assert r.code == 0, r
     built = [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
     assert [(p / "data.txt").read_text() for p in built] == ["server stopped\n"]
-    # a worker that lost the server kept trying and opened a new session on it
-    texts = [log.read_text() for log in workers.logs]
-    assert any("server gone" in t and t.count("joined") >= 2 for t in texts), texts
+    # a worker that lost the server kept trying and opens a new session on it (backoff ≤ 10 s)
+    deadline = time.monotonic() + 60
+    while True:
+        texts = [log.read_text() for log in workers.logs]
+        if any("server gone" in t and t.count("joined") >= 2 for t in texts):
+            break
+        assert time.monotonic() < deadline, texts
+        time.sleep(0.5)
