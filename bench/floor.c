@@ -1,13 +1,15 @@
-/* The floor for the substitute bench: what the verification the issue asks for
- * costs when written in C with the same libraries raisin calls (OpenSSL's
- * SHA-256, libzstd), and nothing else: no NAR parsing, no store, no Python.
+/* The floor for the substitute bench: what the verification substitution
+ * needs costs when written in C with the same libraries raisin calls
+ * (OpenSSL's SHA-256, libzstd), and nothing else: no NAR parsing, no store,
+ * no Python.
  *
- *   floor HOST PORT WORKERS PATH:OUT:FILEHASH:NARHASH ...
+ *   floor HOST PORT WORKERS PATH:OUT:NARHASH ...
  *
  * WORKERS threads take the jobs in turn. Each job GETs PATH over its own
- * HTTP/1.1 connection (Content-Length bodies only), hashes the compressed
- * bytes (FileHash), zstd-decompresses them through one 1 MiB buffer, hashes
- * the result (NarHash), writes it to OUT and fsyncs it (raisin fsyncs a path
+ * HTTP/1.1 connection (Content-Length bodies only), zstd-decompresses the
+ * body through one 1 MiB buffer, hashes the result (NarHash: what the
+ * narinfo's signature covers; the unsigned FileHash is checked by neither
+ * raisin nor Nix), writes it to OUT and fsyncs it (raisin fsyncs a path
  * before registering it). Exit 1 when a hash differs from the hex given, 2 on
  * any I/O or HTTP error, so the bench knows the work was really done.
  *
@@ -68,8 +70,8 @@ static void check(EVP_MD_CTX *ctx, const char *hex, const char *what, const char
 static void one(char *job, char *in, char *dec) {
     char *save = NULL;  /* strtok_r: the workers split their jobs at the same time */
     char *path = strtok_r(job, ":", &save), *out = strtok_r(NULL, ":", &save);
-    char *fhex = strtok_r(NULL, ":", &save), *nhex = strtok_r(NULL, ":", &save);
-    if (!nhex) die("job is not PATH:OUT:FILEHASH:NARHASH", job);
+    char *nhex = strtok_r(NULL, ":", &save);
+    if (!nhex) die("job is not PATH:OUT:NARHASH", job);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
@@ -98,8 +100,7 @@ static void one(char *job, char *in, char *dec) {
     }
     size_t have = got - (size_t)(body - in);
 
-    EVP_MD_CTX *fh = EVP_MD_CTX_new(), *nh = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(fh, EVP_sha256(), NULL);
+    EVP_MD_CTX *nh = EVP_MD_CTX_new();
     EVP_DigestInit_ex(nh, EVP_sha256(), NULL);
     ZSTD_DCtx *z = ZSTD_createDCtx();
     int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -107,7 +108,6 @@ static void one(char *job, char *in, char *dec) {
     char *p = body;
     for (;;) {
         if ((long long)have > left) die("body longer than Content-Length", path);
-        EVP_DigestUpdate(fh, p, have);
         left -= (long long)have;
         ZSTD_inBuffer ib = {p, have, 0};
         ZSTD_outBuffer ob = {dec, BUF, BUF};
@@ -128,9 +128,7 @@ static void one(char *job, char *in, char *dec) {
     if (fsync(fd) != 0) die_sys("fsync", out);
     close(fd);
     close(s);
-    check(fh, fhex, "FileHash", path);
     check(nh, nhex, "NarHash", path);
-    EVP_MD_CTX_free(fh);
     EVP_MD_CTX_free(nh);
     ZSTD_freeDCtx(z);
 }
@@ -153,7 +151,7 @@ static void *worker(void *unused) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: floor HOST PORT WORKERS PATH:OUT:FILEHASH:NARHASH...\n");
+        fprintf(stderr, "usage: floor HOST PORT WORKERS PATH:OUT:NARHASH...\n");
         return 2;
     }
     host = argv[1];

@@ -43,8 +43,15 @@ def pg_bindir() -> Path | None:
 
 
 def bgd_path() -> str | None:
-    here = Path(sys.executable).parent / "bgd"
-    return str(here) if here.exists() else shutil.which("bgd")
+    """``bgd`` from the repository's ``.venv-buildgrid`` (what .ci/run and the README make),
+    else beside this Python, else on PATH."""
+    for here in (
+        Path(__file__).resolve().parent.parent / ".venv-buildgrid" / "bin" / "bgd",
+        Path(sys.executable).parent / "bgd",
+    ):
+        if here.exists():
+            return str(here)
+    return shutil.which("bgd")
 
 
 CONFIG = """\

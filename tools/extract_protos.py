@@ -7,7 +7,7 @@ well-known types too, for protoc; gen_protos.sh does not compile those: the
 protobuf runtime ships them), into
 tools/protos/reapi.binpb, which tools/gen_protos.sh compiles with grpcio-tools.
 
-Usage: python tools/extract_protos.py OUT.binpb   (needs `pip install buildgrid`)
+Usage: .venv-buildgrid/bin/python tools/extract_protos.py OUT.binpb   (a Python with buildgrid)
 """
 
 from __future__ import annotations

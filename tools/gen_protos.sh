@@ -2,7 +2,8 @@
 # Compile the REAPI v2 / ByteStream / longrunning / Bots API protos into
 # src/raisin_lock/remote/proto/ (committed). The descriptors come from
 # tools/protos/reapi.binpb, written from BuildGrid's wheel by
-# `tools/gen_protos.sh --extract` (tools/extract_protos.py; needs buildgrid installed).
+# `tools/gen_protos.sh --extract` (tools/extract_protos.py, run by the Python that has
+# buildgrid: .venv-buildgrid's, made by .ci/run, or $EXTRACT_PYTHON).
 # Generated imports are rewritten to live under raisin_lock.remote.proto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ PY=${PYTHON:-.venv/bin/python}
 DESC=tools/protos/reapi.binpb
 OUT=src/raisin_lock/remote/proto
 if [ "${1:-}" = --extract ]; then
-  "$PY" tools/extract_protos.py "$DESC"
+  "${EXTRACT_PYTHON:-.venv-buildgrid/bin/python}" tools/extract_protos.py "$DESC"
 fi
 FILES=$("$PY" -c '
 import sys

@@ -22,6 +22,7 @@ from raisin_lock.cache.transport import open_cache
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError, unknown_component
 from raisin_lock.lock import lockfile
+from raisin_lock.manifest.quick import top_table
 from raisin_lock.store import remote_marks
 
 if TYPE_CHECKING:
@@ -32,16 +33,23 @@ if TYPE_CHECKING:
     from raisin_lock.store_path import StorePath
 
 
-def _settings(project: Project | None) -> CacheSpec:
+def _settings(project: Project | None) -> CacheSpec | None:
+    """The manifest's ``[cache]`` table, validated; None when there is none. Without one
+    the manifest model (pydantic, ~0.1 s of imports) is not loaded: a realize that only
+    substitutes spends about as long on everything else before its first download."""
+    if project is None or top_table(project.manifest_path, "cache") == {}:
+        return None
     from raisin_lock.manifest.model import read_cache_table
 
-    return read_cache_table(project.manifest_path if project is not None else None)
+    return read_cache_table(project.manifest_path)
 
 
 def trusted_keys(project: Project | None, extra: list[str]) -> TrustedKeys:
     settings = _settings(project)
     shown = display_path(project.manifest_path) if project is not None else None
-    keys = TrustedKeys.parse(settings.trusted_keys, key="cache.trusted-keys", file=shown)
+    keys = TrustedKeys.parse(
+        settings.trusted_keys if settings else (), key="cache.trusted-keys", file=shown
+    )
     more = TrustedKeys.parse(extra, key="--trusted-key")
     return TrustedKeys([k for ks in (*keys.by_name.values(), *more.by_name.values()) for k in ks])
 
@@ -56,7 +64,7 @@ def make_substituters(
 ) -> Substituters | None:
     """The substituters of one realize: ``--substituter`` first, then ``[cache] substituters``."""
     settings = _settings(project)
-    all_urls = [*urls, *settings.substituters]
+    all_urls = [*urls, *(settings.substituters if settings else ())]
     if not all_urls:
         return None
 

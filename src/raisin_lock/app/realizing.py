@@ -11,7 +11,6 @@ sources and rebuilds damaged outputs of this project's lock.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from raisin_lock.app import planning
@@ -27,6 +26,7 @@ from raisin_lock.build.scheduler import Scheduler
 from raisin_lock.display import display_path
 from raisin_lock.errors import InputError
 from raisin_lock.lock import toolchain
+from raisin_lock.manifest.quick import top_table
 from raisin_lock.remote.errors import RemoteUnreachable
 from raisin_lock.sources import FetchContext, fetch_tree
 from raisin_lock.store.local import Store
@@ -175,11 +175,7 @@ def realize(
 
 def _manifest_remote(project: Project) -> str | None:
     """``[remote] url`` of the manifest (validated with the rest by the manifest loader)."""
-    try:
-        table = tomllib.loads(project.manifest_path.read_text(encoding="utf-8")).get("remote")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    url = table.get("url") if isinstance(table, dict) else None
+    url = (top_table(project.manifest_path, "remote") or {}).get("url")
     return url if isinstance(url, str) else None
 
 

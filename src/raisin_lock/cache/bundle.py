@@ -12,7 +12,7 @@ it without temp space::
 
 ``import`` reads the members in that order and nothing else: every narinfo
 must be signed by a trusted key, every NAR must match its narinfo's
-FileHash and NarHash and pass the strict NAR restore, and references must
+FileSize and (signed) NarHash and pass the strict NAR restore, and references must
 already be valid (in the store or earlier in the file). Tar metadata (names,
 modes, links) is never applied to the file system: members are read as byte
 streams only.

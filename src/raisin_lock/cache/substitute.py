@@ -8,12 +8,21 @@ X", "unreachable: ...") that realize prints when it falls back to building.
 
 Fetching (:meth:`Substituters.fetch`) first substitutes the references the
 store lacks (a narinfo's references form the runtime closure), then streams
-the compressed NAR: download -> FileHash/FileSize counter -> decompressor ->
-the store's strict NAR restore into ``tmp/`` (invariant 4: canonical NARs
-only, nothing escapes the directory, ``NarSize`` bounds it) -> NAR hash
-check -> the rest of the download drained and its FileHash checked -> one
-registration. Any failure leaves nothing registered and nothing outside the
-store's ``tmp/``. Nothing is ever held in memory beyond a few MiB buffers.
+the compressed NAR: download -> FileSize counter -> decompressor -> the
+store's strict NAR restore into ``tmp/`` (invariant 4: canonical NARs only,
+nothing escapes the directory, ``NarSize`` bounds it) -> NAR hash check ->
+the rest of the download drained and its size checked -> one registration.
+Any failure leaves nothing registered and nothing outside the store's
+``tmp/``. Nothing is ever held in memory beyond a few MiB buffers.
+
+What is trusted is the signature, and it covers the NarHash and NarSize
+(Nix's fingerprint), not the compressed file: a narinfo's ``FileHash`` is
+unsigned, so whoever can change the file can change it too. Checking it
+would add no trust, only a second SHA-256 pass over every byte, which on 2
+cores was a quarter of the CPU a substitution takes (Nix does not check it
+either). So the compressed bytes are counted (``FileSize``, and the bound
+on what is read), not hashed; corruption anywhere shows up as a
+decompression error or a NarHash mismatch.
 
 A cache that cannot be reached is marked dead for the rest of the run (one
 warning, no per-path timeouts).
@@ -21,7 +30,6 @@ warning, no per-path timeouts).
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -39,7 +47,6 @@ from raisin_lock.cache.transport import (
     open_cache,
 )
 from raisin_lock.errors import HashMismatch, InputError, RaisinError, UnsafeArchive
-from raisin_lock.hashing import Hash
 from raisin_lock.store_path import StorePath
 
 if TYPE_CHECKING:
@@ -70,12 +77,11 @@ class Offer:
 
 
 class _Counter:
-    """Hashes and counts the compressed bytes on their way to the decompressor."""
+    """Counts the compressed bytes on their way to the decompressor, refusing more than ``limit``."""
 
     def __init__(self, raw: Any, limit: int, where: str) -> None:
         self.raw = raw
         self.where = where
-        self.hash = hashlib.sha256()
         self.size = 0
         self.limit = limit
 
@@ -93,7 +99,6 @@ class _Counter:
             raise UnsafeArchive(
                 f"download larger than the {self.limit} bytes the narinfo announced"
             )
-        self.hash.update(data)
         return data
 
     def readable(self) -> bool:
@@ -105,7 +110,7 @@ class _Counter:
 
 
 class _Prefetch:
-    """Download, count/hash and decompress in a thread; ``read(n)`` hands out NAR bytes.
+    """Download, count and decompress in a thread; ``read(n)`` hands out NAR bytes.
 
     The restore (hashing and writing files) runs in the caller's thread, so
     the two halves of a substitution use two cores. At most ``depth`` chunks
@@ -149,7 +154,7 @@ class _Prefetch:
                 self.nar_bytes += len(data)
                 if not self._put(data):
                     return
-            self.counter.drain()  # the FileHash covers every byte of the file
+            self.counter.drain()  # so that FileSize counts every byte of the file
             self._put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, re-raised there
             self._put(exc)
@@ -231,11 +236,6 @@ def unpack_into(
         if info.file_size is not None and counter.size != info.file_size:
             raise HashMismatch(
                 f"{where}: download is {counter.size} bytes, the narinfo says {info.file_size}"
-            )
-        got = Hash(counter.hash.digest())
-        if info.file_hash is not None and got != info.file_hash:
-            raise HashMismatch(
-                f"{where}: FileHash mismatch: expected {info.file_hash.sri}, got {got.sri}"
             )
 
     ca = "source" if info.ca and info.ca.startswith("fixed:r:sha256:") else None

@@ -7,7 +7,8 @@ run on one ``networkx.DiGraph``. networkx costs ~0.3 s to import, which a
 no-op ``raisin lock`` or ``realize`` must not pay, so it is imported inside
 the functions that need it, and the two walks every ``realize`` does
 (:func:`topo_order` and :func:`closure`, over a lock already known to be
-acyclic) use the standard library's :mod:`graphlib` instead.
+acyclic) and the scheduler's :func:`critical_path_priority` use the standard
+library's :mod:`graphlib` instead.
 """
 
 from __future__ import annotations
@@ -150,14 +151,18 @@ def critical_path_priority(edges: Edges, cost: Callable[[str], float]) -> dict[s
     A scheduler that starts the ready component with the highest priority
     first keeps the longest remaining chain of builds moving (the classic
     list-scheduling heuristic); a sink (nothing needs it) has its own cost.
+    Every realize with work to do runs this, so it walks :func:`topo_order`
+    rather than importing networkx (most of a substitution-only realize's
+    start-up otherwise).
     """
-    import networkx as nx
-
-    g = digraph(edges)
+    needed_by: dict[str, list[str]] = {n: [] for n in edges}
+    for n, deps in edges.items():
+        for d in deps:
+            needed_by.setdefault(d, []).append(n)
     prio: dict[str, float] = {}
-    # Dependents come before their dependencies in topological order; walk it backwards.
-    for n in nx.topological_sort(g):
-        waiting = [prio[m] for m in g.predecessors(n)]
+    # Dependents come after their dependencies in topological order: walk it backwards.
+    for n in reversed(topo_order(edges)):
+        waiting = [prio[m] for m in needed_by[n]]
         prio[n] = float(cost(n)) + (max(waiting) if waiting else 0.0)
     return prio
 

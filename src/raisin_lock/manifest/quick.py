@@ -59,3 +59,19 @@ def quick_components(path: Path) -> dict[str, dict[str, Any]] | None:
         if not isinstance(prof, dict) or not all(c in comps for c in prof.get("components", ())):
             return None
     return comps
+
+
+def top_table(path: Path, name: str) -> dict[str, Any] | None:
+    """The raw ``[name]`` table of the manifest at ``path``: ``{}`` when the file or the
+    table is absent, None when the file cannot be read as TOML or the table is not one
+    (the caller then loads the manifest fully, which reports that with its line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if too_deep(text) is not None:
+            return None
+        table = tomllib.loads(text).get(name, {})
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return table if isinstance(table, dict) else None
