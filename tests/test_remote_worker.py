@@ -162,6 +162,7 @@ def test_server_stopped_mid_build_fails_clearly_then_workers_rejoin(buildgrid, w
     while not any("running" in log.read_text() for log in workers.logs):
         assert time.monotonic() < deadline and client.poll() is None
         time.sleep(0.1)
+    busy = next(i for i in range(2) if "running" in workers.logs[i].read_text())
     buildgrid.stop_bgd()
     try:
         _out, err = client.communicate(timeout=120)
@@ -169,17 +170,152 @@ def test_server_stopped_mid_build_fails_clearly_then_workers_rejoin(buildgrid, w
         assert "Traceback" not in err
         assert any("slow" in line and "remote" in line.lower() for line in err.splitlines()), err
         assert not [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
+        # the busy worker finishes its build with the server still down: uploading the
+        # outputs fails, and the worker keeps trying instead of dying with the lease
+        deadline = time.monotonic() + 60
+        while "server gone" not in workers.logs[busy].read_text().partition("running")[2]:
+            assert workers.procs[busy].poll() is None, workers.logs[busy].read_text()
+            assert time.monotonic() < deadline, workers.logs[busy].read_text()
+            time.sleep(0.2)
+        assert "ran " not in workers.logs[busy].read_text()  # never reported done
     finally:
         buildgrid.start_bgd()
     r = raisin("realize", "--remote", buildgrid.url, cwd=proj, timeout=180)
     assert r.code == 0, r
     built = [p for p in (proj / "store").iterdir() if p.name.endswith("-slow-1")]
     assert [(p / "data.txt").read_text() for p in built] == ["server stopped\n"]
-    # a worker that lost the server kept trying and opens a new session on it (backoff ≤ 10 s)
+    # the worker that lost the server mid-lease kept trying and opens a new session on it
+    # (backoff ≤ 10 s); neither worker died
     deadline = time.monotonic() + 60
     while True:
         texts = [log.read_text() for log in workers.logs]
-        if any("server gone" in t and t.count("joined") >= 2 for t in texts):
+        if texts[busy].count("joined") >= 2:
             break
         assert time.monotonic() < deadline, texts
+        assert all(p.poll() is None for p in workers.procs), texts
         time.sleep(0.5)
+
+
+def _execute_raw(url: str, argv: list[str], files: dict[str, bytes], missing: bool = False):
+    """Execute one hand-made Action on the farm: ``argv`` in an input root of ``files``
+    (``missing``: one more file whose blob is never uploaded). The ExecuteResponse."""
+    from raisin_lock.remote.cas import Cas, digest_of, key
+    from raisin_lock.remote.channel import open_channel, parse_url
+    from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import (
+        remote_execution_pb2 as re,
+    )
+    from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import (
+        remote_execution_pb2_grpc as re_grpc,
+    )
+
+    remote = parse_url(url)
+    with open_channel(remote) as ch:
+        cas = Cas(ch, remote)
+        blobs: dict = {}
+        root = re.Directory()
+        nodes = dict(files)
+        if missing:
+            nodes["absent.txt"] = b"never uploaded " + os.urandom(8)
+        for name in sorted(nodes):
+            root.files.add(name=name, digest=digest_of(nodes[name]))
+            if not (missing and name == "absent.txt"):
+                blobs[key(digest_of(nodes[name]))] = nodes[name]
+        cmd = re.Command(arguments=argv, output_paths=["out"])
+        for msg in (root, cmd):
+            data = msg.SerializeToString(deterministic=True)
+            blobs[key(digest_of(data))] = data
+        action = re.Action(
+            command_digest=digest_of(cmd.SerializeToString(deterministic=True)),
+            input_root_digest=digest_of(root.SerializeToString(deterministic=True)),
+            do_not_cache=True,
+        )
+        data = action.SerializeToString(deterministic=True)
+        blobs[key(digest_of(data))] = data
+        cas.upload_missing(blobs)
+        req = re.ExecuteRequest(
+            instance_name=remote.instance, action_digest=digest_of(data), skip_cache_lookup=True
+        )
+        last = None
+        for op in re_grpc.ExecutionStub(ch).Execute(req, timeout=120):
+            last = op
+            if op.done:
+                break
+        assert last is not None and last.done, last
+        resp = re.ExecuteResponse()
+        last.response.Unpack(resp)
+        return resp
+
+
+def test_an_action_the_worker_cannot_run_fails_its_lease_and_the_worker_goes_on(
+    buildgrid,  # noqa: F811
+    tmp_path,
+):
+    """No such program, a missing input blob: the lease completes with an error status
+    saying why (the client gets it), and the same worker runs the next action."""
+    import threading
+
+    from raisin_lock.remote.channel import parse_url
+    from raisin_lock.remote.worker import FAILED_PRECONDITION, INVALID_ARGUMENT, Worker
+
+    bot = Worker(parse_url(buildgrid.url), tmp_path / "bot", f"bad-actions-{tmp_path.name}")
+    thread = threading.Thread(target=bot.run, daemon=True)
+    thread.start()
+    try:
+        resp = _execute_raw(buildgrid.url, ["/nonexistent/raisin-no-such-program"], {})
+        assert resp.status.code == INVALID_ARGUMENT, resp
+        assert "raisin-no-such-program" in resp.status.message, resp
+        assert thread.is_alive()
+        resp = _execute_raw(buildgrid.url, ["/bin/cat", "absent.txt"], {"a": b"a\n"}, True)
+        assert resp.status.code == FAILED_PRECONDITION, resp
+        assert "not" in resp.status.message, resp
+        assert thread.is_alive()
+        resp = _execute_raw(buildgrid.url, ["/bin/sh", "-c", "cat a > out"], {"a": b"fine\n"})
+        assert resp.status.code == 0 and resp.result.exit_code == 0, resp
+        assert [f.path for f in resp.result.output_files] == ["out"]
+        assert bot.ran == 3
+    finally:
+        bot.stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert not any((tmp_path / "bot").iterdir())  # every lease dir cleaned
+
+
+def test_sigterm_mid_build_stops_the_action_and_hands_the_lease_back(buildgrid, workers, tmp_path):  # noqa: F811
+    """SIGTERM to a worker running a 30 s build: it stops the build's processes and exits
+    within seconds, and the other worker gets the lease at once (no session timeout)."""
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "data.txt").write_text("handed back\n")
+    (proj / "raisin.toml").write_text(
+        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
+        'build = ["sleep 12", "mkdir -p $out", "cp data.txt $out/"]\n'
+    )
+    env = loopback_unproxied(dict(os.environ))
+    t0 = time.monotonic()
+    client = subprocess.Popen(
+        [RAISIN, "realize", "--remote", buildgrid.url],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (busy := [i for i in range(2) if "running" in workers.logs[i].read_text()]):
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.1)
+    time.sleep(1)  # the build's sleep has started
+    stopped = time.monotonic()
+    workers.procs[busy[0]].send_signal(signal.SIGTERM)
+    assert workers.procs[busy[0]].wait(20) == 0
+    assert time.monotonic() - stopped < 10  # not the 11 s left of the build
+    sleeps = subprocess.run(["pgrep", "-f", "^sleep 12$"], capture_output=True, text=True)
+    assert sleeps.stdout == "", "the stopped worker left its build running"
+    _out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    other = 1 - busy[0]
+    assert "ran " in workers.logs[other].read_text(), workers.logs[other].read_text()
+    # handed back: the other worker started it at once, not after the dead session's timeout
+    assert time.monotonic() - t0 < 12 + 12 + 25, time.monotonic() - t0
+    assert "stopped after" in workers.logs[busy[0]].read_text()
+    assert not any((tmp_path / f"w{busy[0]}").iterdir())

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -281,6 +282,38 @@ class _Body:
         self._it.close()
 
 
+class _ByScheme:
+    """httpx's transport, in two halves made on first use: TLS for https, plain for http.
+
+    Making the TLS half loads the CA certificates (:func:`_tls_verify`: 25-30 ms,
+    a tenth of a substitute-only realize's start-up), which an ``http://`` cache
+    never needs. The plain half (``verify=False``) only ever carries ``http://``
+    requests, so it never makes a TLS connection; a redirect to ``https://``
+    goes through the TLS half. Duck-typed as an ``httpx.BaseTransport`` (httpx
+    is imported late).
+    """
+
+    def __init__(self, make: Callable[[Any], Any], verify: Callable[[], Any]) -> None:
+        self._make = make
+        self._verify = verify
+        self._made: dict[bool, Any] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: Any) -> Any:
+        tls = request.url.scheme != "http"
+        t = self._made.get(tls)
+        if t is None:
+            with self._lock:
+                t = self._made.get(tls)
+                if t is None:
+                    t = self._made[tls] = self._make(self._verify() if tls else False)
+        return t.handle_request(request)
+
+    def close(self) -> None:
+        for t in self._made.values():
+            t.close()
+
+
 class HttpTransport(Transport):
     def __init__(
         self,
@@ -310,10 +343,20 @@ class HttpTransport(Transport):
             except Exception as exc:  # noqa: BLE001 - a malformed .netrc: say so, don't crash
                 raise InputError(f"cannot read .netrc: {exc}", file=str(netrc)) from None
         self._httpx = httpx
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+        # httpx routes through $http_proxy & co. only with its own transports (and makes
+        # them at once); without a proxy, the two halves of _ByScheme are made on first use
+        proxied = _proxied()
+        lazy = (
+            None
+            if proxied
+            else _ByScheme(lambda v: httpx.HTTPTransport(verify=v, limits=limits), _tls_verify)
+        )
         self.client = httpx.Client(
-            verify=_tls_verify(),
+            verify=_tls_verify() if proxied else True,
+            transport=lazy,  # type: ignore[arg-type]  # duck-typed BaseTransport
+            limits=limits,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
             headers=headers,
             auth=auth,
             event_hooks={"request": [sign]} if sign else None,
@@ -490,6 +533,21 @@ class S3Transport(HttpTransport):
         if code:
             raise CacheError(f"{self.where(rel)}: HTTP {r.status_code} {what}")
         super()._check(r, rel, ok)
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy (no_proxy is httpx's business)."""
+    return any(
+        os.environ.get(k)
+        for k in (
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+        )
+    )
 
 
 def _tls_verify() -> Any:

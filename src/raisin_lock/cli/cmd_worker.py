@@ -47,6 +47,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         worker.stop.set()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # a lease's processes are stopped, the lease handed back
     worker.run()
     ctx.info(f"worker {name} stopped after {worker.ran} action(s)")
     return 0

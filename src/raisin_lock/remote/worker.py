@@ -16,11 +16,16 @@ inside the action (``.raisin/run.sh`` runs bubblewrap, see
 :mod:`raisin_lock.remote.wrapper`), so this machine needs ``/bin/sh``,
 ``bwrap`` and the toolchain of the lock's record, nothing of raisin's.
 
-When the server goes away the worker keeps trying (with backoff) and opens a
-new session once it answers again. A lease is reported completed only with
-the result of a run that finished; a lease whose result could not be
-reported is simply lost with the old session and the scheduler hands it out
-again.
+When the server goes away (whether the worker is idle, fetching inputs or
+uploading outputs) the worker keeps trying (with backoff) and opens a new
+session once it answers again. A lease is reported completed only with the
+result of a run that finished; a lease whose result could not be reported
+is simply lost with the old session and the scheduler hands it out again.
+An action this worker cannot run (a blob missing or not matching its
+digest, an unsafe name in the input root, a program that does not exist)
+completes its lease with an error status that says why, and the worker goes
+on. ``stop`` (SIGTERM, SIGINT) during a lease stops the action's process
+group at once and hands the lease back, so another bot runs it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -38,7 +44,8 @@ from typing import Any
 import grpc
 
 from raisin_lock.remote.cas import Cas, digest_of, key
-from raisin_lock.remote.channel import RemoteUrl, open_channel
+from raisin_lock.remote.channel import RemoteUrl, open_channel, translate
+from raisin_lock.remote.errors import RemoteError, RemoteUnreachable
 from raisin_lock.remote.proto.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
 from raisin_lock.remote.proto.google.devtools.remoteworkers.v1test2 import bots_pb2, worker_pb2
 from raisin_lock.remote.proto.google.devtools.remoteworkers.v1test2 import (
@@ -50,6 +57,15 @@ from raisin_lock.remote.tree import DirNode, InputRoot
 UPDATE_DEADLINE = 8.0
 RETRY_MAX = 10.0
 _GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.CANCELLED)
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for an action's processes on stop
+# google.rpc.Code values for a lease that failed here (REAPI: FAILED_PRECONDITION when an
+# input blob is missing or bad; INVALID_ARGUMENT for an action that cannot be run as given)
+FAILED_PRECONDITION = 9
+INVALID_ARGUMENT = 3
+
+
+class Stopped(Exception):
+    """``stop`` was set while a lease ran: its processes are stopped, its lease handed back."""
 
 
 class Worker:
@@ -77,10 +93,16 @@ class Worker:
             try:
                 self._session()
                 wait = 0.5
-            except grpc.RpcError as exc:
-                if exc.code() not in _GONE:
-                    raise
-                self.report(f"server gone ({exc.code().name}); retrying in {wait:.1f}s")
+            except Stopped:
+                return
+            except (grpc.RpcError, RemoteUnreachable) as exc:
+                if isinstance(exc, grpc.RpcError):
+                    if exc.code() not in _GONE:
+                        raise translate(self.remote, "Bots", exc) from None
+                    why = exc.code().name
+                else:
+                    why = exc.message
+                self.report(f"server gone ({why}); retrying in {wait:.1f}s")
                 self.stop.wait(wait)
                 wait = min(wait * 2, RETRY_MAX)
 
@@ -109,10 +131,11 @@ class Worker:
                 for lease in session.leases:
                     # BuildGrid hands leases out ACTIVE already; others send PENDING
                     if lease.state in (bots_pb2.LeaseState.PENDING, bots_pb2.LeaseState.ACTIVE):
-                        result = self._execute(cas, lease)
-                        lease.result.Pack(result)
-                        lease.state = bots_pb2.LeaseState.COMPLETED
-                        lease.status.code = 0
+                        try:
+                            self._complete(cas, lease)
+                        except Stopped:
+                            self._hand_back(bots, session)
+                            raise
                 try:
                     session = bots.UpdateBotSession(
                         bots_pb2.UpdateBotSessionRequest(name=session.name, bot_session=session),
@@ -121,6 +144,75 @@ class Worker:
                 except grpc.RpcError as exc:
                     if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                         raise
+
+    def _complete(self, cas: Cas, lease: bots_pb2.Lease) -> None:
+        """Run ``lease`` and mark it COMPLETED: with its ActionResult, or with an error status
+        when the action cannot run here. A server gone (RemoteUnreachable) or ``stop`` leaves
+        it as it is, for the scheduler to hand out again."""
+        try:
+            result = self._execute(cas, lease)
+        except (Stopped, RemoteUnreachable):
+            raise
+        except RemoteError as exc:  # a blob missing from the CAS or not matching its digest
+            self._fail(lease, FAILED_PRECONDITION, exc.message)
+            return
+        except (OSError, ValueError) as exc:  # no such program, an unsafe name, ...
+            self._fail(lease, INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}")
+            return
+        lease.result.Pack(result)
+        lease.state = bots_pb2.LeaseState.COMPLETED
+        lease.status.code = 0
+
+    def _fail(self, lease: bots_pb2.Lease, code: int, message: str) -> None:
+        self.report(f"failed lease {lease.id}: {message}")
+        lease.state = bots_pb2.LeaseState.COMPLETED
+        lease.status.code = code
+        lease.status.message = f"raisin worker {self.name}: {message}"[:2000]
+
+    def _hand_back(self, bots: Any, session: bots_pb2.BotSession) -> None:
+        """Tell the scheduler this bot is going away without its leases (best effort): it then
+        requeues them at once instead of when the session times out."""
+        del session.leases[:]
+        session.status = bots_pb2.BotStatus.BOT_TERMINATING
+        try:
+            bots.UpdateBotSession(
+                bots_pb2.UpdateBotSessionRequest(name=session.name, bot_session=session),
+                timeout=5,
+            )
+        except grpc.RpcError as exc:
+            self.report(f"could not hand the lease back ({exc.code().name}); it times out")
+
+    def _run(self, cmd: re.Command, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+        """``cmd`` in its own process group, stopped (SIGTERM, then SIGKILL) when ``stop`` is set."""
+        env = {v.name: v.value for v in cmd.environment_variables}
+        p = subprocess.Popen(
+            list(cmd.arguments),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        while True:
+            try:
+                out, err = p.communicate(timeout=0.2)
+                return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                if self.stop.is_set():
+                    break
+        for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                p.communicate(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        p.communicate()
+        raise Stopped()
 
     def _execute(self, cas: Cas, lease: bots_pb2.Lease) -> re.ActionResult:
         action = re.Action()
@@ -141,10 +233,10 @@ class Worker:
             root = work / "root"
             fetch_dir(cas, action.input_root_digest, root)
             cwd = root / cmd.working_directory
-            env = {v.name: v.value for v in cmd.environment_variables}
-            p = subprocess.run(
-                list(cmd.arguments), cwd=cwd, env=env, capture_output=True, check=False
-            )
+            _safe_rel(cmd.working_directory)
+            if not cmd.arguments:
+                raise ValueError("the Command has no arguments")
+            p = self._run(cmd, cwd)
             result = re.ActionResult(exit_code=p.returncode)
             blobs: dict[tuple[str, int], bytes | Path] = {
                 key(digest_of(p.stdout)): p.stdout,
@@ -153,7 +245,11 @@ class Worker:
             result.stdout_digest.CopyFrom(digest_of(p.stdout))
             result.stderr_digest.CopyFrom(digest_of(p.stderr))
             for rel in [*cmd.output_paths, *cmd.output_directories, *cmd.output_files]:
-                _collect(cwd / rel, rel, result, blobs)
+                _safe_rel(rel)
+                host = cwd / rel
+                if host.exists() and not host.resolve().is_relative_to(root.resolve()):
+                    raise ValueError(f"output {rel!r} leads outside the action's directory")
+                _collect(host, rel, result, blobs)
             cas.upload_missing(blobs)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -192,6 +288,12 @@ def fetch_dir(cas: Cas, dg: re.Digest, path: Path) -> None:
     for sub in d.directories:
         _safe(sub.name)
         fetch_dir(cas, sub.digest, path / sub.name)
+
+
+def _safe_rel(rel: str) -> None:
+    """A working directory or output path: relative, with no ``..`` (REAPI's rule)."""
+    if rel.startswith("/") or "\0" in rel or ".." in rel.split("/"):
+        raise ValueError(f"unsafe path in the Command: {rel!r}")
 
 
 def _safe(name: str) -> None:
