@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 from common import RAISIN
 
@@ -222,7 +223,7 @@ def run(tmp: Path, quick: bool = False) -> list[dict]:
                 "reference_s": nix_s,
                 "ratio": nix_s / raisin_s,
                 "goal": ">= 1.0",
-                "reference": f"Nix 2.8 `nix copy --from http://…?store=/raisin/store`, same cache and paths, signatures checked, no fsync (raisin {mb / raisin_s:.0f} MB/s, nix {mb / nix_s:.0f} MB/s)",
+                "reference": f"Nix 2.8 `nix copy --from http://…?store=/raisin/store`, same cache and paths, signatures checked, no fsync (raisin {mb / raisin_s:.0f} MB/s, nix {mb / nix_s:.0f} MB/s; medians: {median(w for w, _ in runs):.2f} s vs {median(nix_t):.2f} s)",
                 "samples": {"raisin": [w for w, _ in runs], "nix": nix_t},
             }
         )
