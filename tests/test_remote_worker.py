@@ -75,6 +75,33 @@ class Workers:
                 p.wait()
 
 
+def _slow_client(proj: Path, text: str, seconds: int, url: str) -> subprocess.Popen[str]:
+    """``realize --remote`` of one component that sleeps ``seconds``, then writes ``text``."""
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "data.txt").write_text(text)
+    (proj / "raisin.toml").write_text(
+        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
+        f'build = ["sleep {seconds}", "mkdir -p $out", "cp data.txt $out/"]\n'
+    )
+    return subprocess.Popen(
+        [RAISIN, "realize", "--remote", url],
+        cwd=proj,
+        env=loopback_unproxied(dict(os.environ)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _busy(workers: Workers, client: subprocess.Popen[str]) -> int:
+    """The worker that started running the client's build (within 60 s)."""
+    deadline = time.monotonic() + 60
+    while not (busy := [i for i in range(2) if "running" in workers.logs[i].read_text()]):
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.1)
+    return busy[0]
+
+
 @pytest.fixture
 def workers(buildgrid, tmp_path):  # noqa: F811
     w = Workers(buildgrid.url, tmp_path, 2)
@@ -112,25 +139,8 @@ def test_worker_sigterm_exits_cleanly(buildgrid, tmp_path):  # noqa: F811
 
 def test_a_worker_killed_mid_build_its_lease_runs_elsewhere(buildgrid, workers, tmp_path):  # noqa: F811
     proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "data.txt").write_text("killed mid-build\n")
-    (proj / "raisin.toml").write_text(
-        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
-        'build = ["sleep 6", "mkdir -p $out", "cp data.txt $out/"]\n'
-    )
-    env = loopback_unproxied(dict(os.environ))
-    client = subprocess.Popen(
-        [RAISIN, "realize", "--remote", buildgrid.url],
-        cwd=proj,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (busy := [i for i in range(2) if "running" in workers.logs[i].read_text()]):
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.1)
+    client = _slow_client(proj, "killed mid-build\n", 6, buildgrid.url)
+    busy = [_busy(workers, client)]
     workers.procs[busy[0]].kill()  # SIGKILL: the lease is never reported
     _out, err = client.communicate(timeout=240)
     assert client.returncode == 0, err
@@ -143,26 +153,8 @@ def test_a_worker_killed_mid_build_its_lease_runs_elsewhere(buildgrid, workers, 
 
 def test_server_stopped_mid_build_fails_clearly_then_workers_rejoin(buildgrid, workers, tmp_path):  # noqa: F811
     proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "data.txt").write_text("server stopped\n")
-    (proj / "raisin.toml").write_text(
-        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
-        'build = ["sleep 8", "mkdir -p $out", "cp data.txt $out/"]\n'
-    )
-    env = loopback_unproxied(dict(os.environ))
-    client = subprocess.Popen(
-        [RAISIN, "realize", "--remote", buildgrid.url],
-        cwd=proj,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not any("running" in log.read_text() for log in workers.logs):
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.1)
-    busy = next(i for i in range(2) if "running" in workers.logs[i].read_text())
+    client = _slow_client(proj, "server stopped\n", 8, buildgrid.url)
+    busy = _busy(workers, client)
     buildgrid.stop_bgd()
     try:
         _out, err = client.communicate(timeout=120)
@@ -284,26 +276,9 @@ def test_sigterm_mid_build_stops_the_action_and_hands_the_lease_back(buildgrid, 
     """SIGTERM to a worker running a 30 s build: it stops the build's processes and exits
     within seconds, and the other worker gets the lease at once (no session timeout)."""
     proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "data.txt").write_text("handed back\n")
-    (proj / "raisin.toml").write_text(
-        '[components.slow]\nsource = { path = "src" }\nversion = "1"\n'
-        'build = ["sleep 12", "mkdir -p $out", "cp data.txt $out/"]\n'
-    )
-    env = loopback_unproxied(dict(os.environ))
     t0 = time.monotonic()
-    client = subprocess.Popen(
-        [RAISIN, "realize", "--remote", buildgrid.url],
-        cwd=proj,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (busy := [i for i in range(2) if "running" in workers.logs[i].read_text()]):
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.1)
+    client = _slow_client(proj, "handed back\n", 12, buildgrid.url)
+    busy = [_busy(workers, client)]
     time.sleep(1)  # the build's sleep has started
     stopped = time.monotonic()
     workers.procs[busy[0]].send_signal(signal.SIGTERM)
